@@ -34,3 +34,7 @@ demo: setup
 # Install the host packages and tools the tests and the demo need (idempotent).
 setup:
     scripts/setup-host.sh
+
+# Benchmark the guest runner: tiny ISO via libvirt vs plain QEMU, phases, 4 parallel vs sequential.
+bench-exec: setup
+    cargo bench --locked -p kiln-exec --bench exec

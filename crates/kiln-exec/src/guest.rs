@@ -1,0 +1,544 @@
+//! Runs one guest to a verdict: define, start, watch the console and the domain state, decide
+//! success only from evidence on the serial console, and always remove the domain.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::console::{Console, Pattern};
+use crate::domain_xml::{DomainSpec, DomainXmlError, domain_xml};
+use crate::hypervisor::{DomainState, Hypervisor, HypervisorError};
+
+/// Lines of console shown in errors.
+const TAIL_LINES: usize = 20;
+
+/// Set from a SIGINT handler (or anywhere) to stop running guests; they are destroyed and the
+/// runner returns [`GuestError::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag that is not set.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every runner holding this flag to stop. Async-signal-safe (one atomic store).
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The shared flag, e.g. for `signal_hook::flag::register`.
+    #[must_use]
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// When a guest has done its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The guest powers off and the success line was printed (installs, customize).
+    PowerOff,
+    /// As soon as the success line appears; the guest is then destroyed (probes, boot tests).
+    SuccessLine,
+}
+
+/// Persistent domains can be inspected with `virsh` while they run and keep their shut-off state;
+/// transient ones vanish on their own when QEMU exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// `define` + `start`, then `undefine`.
+    Persistent,
+    /// `create` (one call), gone when stopped.
+    Transient,
+}
+
+/// One guest run.
+#[derive(Debug, Clone)]
+pub struct GuestSpec {
+    /// The plan step's name, for messages.
+    pub step: String,
+    /// The domain; `domain.name` should come from [`domain_name`].
+    pub domain: DomainSpec,
+    /// The line that proves success.
+    pub success: Pattern,
+    /// A line that proves failure (the step fails as soon as it appears).
+    pub failure: Option<Pattern>,
+    /// When the guest is done.
+    pub completion: Completion,
+    /// Whole-run limit.
+    pub timeout: Duration,
+    /// Fail when the console prints nothing for this long.
+    pub inactivity: Option<Duration>,
+    /// Persistent or transient domain.
+    pub persistence: Persistence,
+    /// How often the domain state and console are looked at.
+    pub poll_interval: Duration,
+}
+
+/// What a successful run saw.
+#[derive(Debug, Clone)]
+pub struct GuestOutcome {
+    /// The console line that matched the success pattern.
+    pub success_line: String,
+    /// The whole console log.
+    pub console: String,
+    /// Where each part of the run's time went.
+    pub timings: Timings,
+}
+
+/// Wall-clock time of each phase of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Rendering and defining the domain (zero for transient domains).
+    pub define: Duration,
+    /// `start` (or transient `create`) until libvirt returned: QEMU is up.
+    pub start: Duration,
+    /// From start until the verdict (guest shut off, or the success line).
+    pub run: Duration,
+    /// From the guest printing its success line until libvirt reported it shut off.
+    pub shutdown_lag: Duration,
+    /// Destroy + undefine.
+    pub teardown: Duration,
+}
+
+/// What the console and screen showed when a guest failed.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The console log file (kept).
+    pub console_log: PathBuf,
+    /// Its last lines.
+    pub console_tail: String,
+    /// The screenshot taken, or why there is none.
+    pub screenshot: Result<PathBuf, String>,
+}
+
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.screenshot {
+            Ok(p) => writeln!(f, "screenshot: `{}`", p.display())?,
+            Err(why) => writeln!(f, "no screenshot: {why}")?,
+        }
+        write!(f, "console `{}`, last lines:", self.console_log.display())?;
+        if self.console_tail.is_empty() {
+            write!(f, " (empty)")
+        } else {
+            for line in self.console_tail.lines() {
+                write!(f, "\n  | {line}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Why a guest run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The spec cannot be turned into a domain.
+    #[error("step `{step}`: invalid domain: {source}")]
+    Xml {
+        /// Step.
+        step: String,
+        /// Cause.
+        #[source]
+        source: DomainXmlError,
+    },
+    /// libvirt's QEMU user could not open a file (dynamic ownership needs every parent folder
+    /// to be searchable by others, so not under /root).
+    #[error(
+        "step `{step}`: `{path}` is not reachable by libvirt's qemu user: folder `{folder}` is not searchable by others (use /var/lib/kiln or /tmp)"
+    )]
+    Unreachable {
+        /// Step.
+        step: String,
+        /// The file.
+        path: PathBuf,
+        /// The folder lacking o+x.
+        folder: PathBuf,
+    },
+    /// A libvirt call failed.
+    #[error("step `{step}`: {source}")]
+    Hypervisor {
+        /// Step.
+        step: String,
+        /// Cause.
+        #[source]
+        source: HypervisorError,
+    },
+    /// The console log could not be read.
+    #[error("step `{step}`: reading console `{path}`: {source}")]
+    Console {
+        /// Step.
+        step: String,
+        /// Log file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Over the whole-run limit.
+    #[error(
+        "step `{step}`: guest `{domain}` timed out after {after:?} without its success line {success}\n{evidence}"
+    )]
+    Timeout {
+        /// Step.
+        step: String,
+        /// Domain name.
+        domain: String,
+        /// The limit.
+        after: Duration,
+        /// Pattern that never showed.
+        success: String,
+        /// Console and screen.
+        evidence: Box<Evidence>,
+    },
+    /// The console stayed silent too long.
+    #[error(
+        "step `{step}`: guest `{domain}` printed nothing on its console for {quiet:?}\n{evidence}"
+    )]
+    Inactive {
+        /// Step.
+        step: String,
+        /// Domain name.
+        domain: String,
+        /// The inactivity limit.
+        quiet: Duration,
+        /// Console and screen.
+        evidence: Box<Evidence>,
+    },
+    /// The failure pattern showed.
+    #[error("step `{step}`: guest `{domain}` reported failure: `{line}`\n{evidence}")]
+    FailureLine {
+        /// Step.
+        step: String,
+        /// Domain name.
+        domain: String,
+        /// The matching line.
+        line: String,
+        /// Console and screen.
+        evidence: Box<Evidence>,
+    },
+    /// Powered off (or reset with `on_reboot=destroy`) without the success line.
+    #[error(
+        "step `{step}`: guest `{domain}` shut off without its success line {success}\n{evidence}"
+    )]
+    NoEvidence {
+        /// Step.
+        step: String,
+        /// Domain name.
+        domain: String,
+        /// Pattern that never showed.
+        success: String,
+        /// Console (no screen: the guest is gone).
+        evidence: Box<Evidence>,
+    },
+    /// Crashed, or paused by the hypervisor (a KVM emulation failure looks like this).
+    #[error(
+        "step `{step}`: guest `{domain}` stopped unexpectedly ({state:?}; a paused guest often means the accelerator cannot run it)\n{evidence}"
+    )]
+    Crashed {
+        /// Step.
+        step: String,
+        /// Domain name.
+        domain: String,
+        /// The state seen.
+        state: DomainState,
+        /// Console and screen.
+        evidence: Box<Evidence>,
+    },
+    /// Stopped through [`Cancel`].
+    #[error("step `{step}`: cancelled; guest `{domain}` destroyed")]
+    Cancelled {
+        /// Step.
+        step: String,
+        /// Domain name.
+        domain: String,
+    },
+}
+
+impl GuestError {
+    /// The failure's evidence, when there is any.
+    #[must_use]
+    pub fn evidence(&self) -> Option<&Evidence> {
+        match self {
+            GuestError::Timeout { evidence, .. }
+            | GuestError::Inactive { evidence, .. }
+            | GuestError::FailureLine { evidence, .. }
+            | GuestError::NoEvidence { evidence, .. }
+            | GuestError::Crashed { evidence, .. } => Some(evidence.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// `kiln-<run>-<step>`, with characters libvirt names should not have replaced by `_`.
+#[must_use]
+pub fn domain_name(run: &str, step: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!(
+        "{}{}-{}",
+        crate::domain_xml::DOMAIN_PREFIX,
+        clean(run),
+        clean(step)
+    )
+}
+
+/// Destroys and undefines the domain when dropped (also while unwinding from a panic).
+struct DomainGuard<'h> {
+    hv: &'h dyn Hypervisor,
+    name: String,
+    armed: bool,
+}
+
+impl DomainGuard<'_> {
+    fn release(mut self) -> Result<(), HypervisorError> {
+        self.armed = false;
+        let destroyed = self.hv.destroy(&self.name);
+        let undefined = self.hv.undefine(&self.name);
+        destroyed.and(undefined)
+    }
+}
+
+impl Drop for DomainGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.hv.destroy(&self.name);
+            let _ = self.hv.undefine(&self.name);
+        }
+    }
+}
+
+/// Boots the guest and waits for its verdict. The domain never outlives this call.
+///
+/// # Errors
+/// See [`GuestError`]: every failure names the step; those where the guest ran carry the console
+/// tail and, when the guest was still up, a screenshot saved beside the console log.
+pub fn run_guest(
+    hv: &dyn Hypervisor,
+    spec: &GuestSpec,
+    cancel: &Cancel,
+) -> Result<GuestOutcome, GuestError> {
+    let step = spec.step.clone();
+    let name = spec.domain.name.clone();
+    let xml = domain_xml(&spec.domain).map_err(|source| GuestError::Xml {
+        step: step.clone(),
+        source,
+    })?;
+    if hv.uri() == "qemu:///system" {
+        check_reachable(&spec.domain, &step)?;
+    }
+    let hv_err = |source| GuestError::Hypervisor {
+        step: step.clone(),
+        source,
+    };
+    let log = &spec.domain.serial_log;
+    // A stale log from an earlier run must not count as evidence before QEMU truncates it.
+    match std::fs::remove_file(log) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(GuestError::Console {
+                step,
+                path: log.clone(),
+                source,
+            });
+        }
+    }
+    let mut console = Console::new(log);
+    let mut timings = Timings::default();
+
+    let t = Instant::now();
+    let guard = DomainGuard {
+        hv,
+        name: name.clone(),
+        armed: true,
+    };
+    match spec.persistence {
+        Persistence::Persistent => {
+            hv.define(&xml).map_err(hv_err)?;
+            timings.define = t.elapsed();
+            let t = Instant::now();
+            hv.start(&name).map_err(hv_err)?;
+            timings.start = t.elapsed();
+        }
+        Persistence::Transient => {
+            hv.create_transient(&xml).map_err(hv_err)?;
+            timings.start = t.elapsed();
+        }
+    }
+
+    let started = Instant::now();
+    console.reset_clock();
+    let mut success_line: Option<(String, Instant)> = None;
+    let evidence = |console: &Console, shot: bool| {
+        Box::new(Evidence {
+            console_log: log.clone(),
+            console_tail: console.tail(TAIL_LINES),
+            screenshot: if shot {
+                let name = &spec.domain.name;
+                hv.screenshot(name, &log.with_file_name(format!("{name}.screen")))
+                    .map_err(|e| e.message)
+            } else {
+                Err("the guest was no longer running".into())
+            },
+        })
+    };
+    loop {
+        if cancel.is_cancelled() {
+            drop(guard);
+            return Err(GuestError::Cancelled { step, domain: name });
+        }
+        console.poll().map_err(|source| GuestError::Console {
+            step: step.clone(),
+            path: log.clone(),
+            source,
+        })?;
+        let found = match &spec.failure {
+            Some(failure) => console.scan(&[&spec.success, failure]),
+            None => console.scan(&[&spec.success]),
+        };
+        if let Some(Some(line)) = found.get(1) {
+            let evidence = evidence(&console, true);
+            return Err(GuestError::FailureLine {
+                step,
+                domain: name,
+                line: line.clone(),
+                evidence,
+            });
+        }
+        if success_line.is_none()
+            && let Some(Some(line)) = found.first()
+        {
+            success_line = Some((line.clone(), Instant::now()));
+        }
+        if spec.completion == Completion::SuccessLine
+            && let Some((line, _)) = success_line.take()
+        {
+            timings.run = started.elapsed();
+            let t = Instant::now();
+            guard.release().map_err(hv_err)?;
+            timings.teardown = t.elapsed();
+            return Ok(GuestOutcome {
+                success_line: line,
+                console: console.text(),
+                timings,
+            });
+        }
+
+        let (state, _exists) = hv.state(&name).map_err(hv_err)?;
+        match state {
+            DomainState::ShutOff => {
+                timings.run = started.elapsed();
+                console.poll().map_err(|source| GuestError::Console {
+                    step: step.clone(),
+                    path: log.clone(),
+                    source,
+                })?;
+                if success_line.is_none()
+                    && let Some(line) = console.scan(&[&spec.success]).remove(0)
+                {
+                    success_line = Some((line, Instant::now()));
+                }
+                if let Some((_, seen)) = &success_line {
+                    timings.shutdown_lag = seen.elapsed();
+                }
+                let t = Instant::now();
+                guard.release().map_err(hv_err)?;
+                timings.teardown = t.elapsed();
+                return match success_line {
+                    Some((line, _)) => Ok(GuestOutcome {
+                        success_line: line,
+                        console: console.text(),
+                        timings,
+                    }),
+                    None => Err(GuestError::NoEvidence {
+                        step,
+                        domain: name,
+                        success: spec.success.to_string(),
+                        evidence: evidence(&console, false),
+                    }),
+                };
+            }
+            DomainState::Crashed | DomainState::Paused | DomainState::PmSuspended => {
+                let evidence = evidence(&console, true);
+                return Err(GuestError::Crashed {
+                    step,
+                    domain: name,
+                    state,
+                    evidence,
+                });
+            }
+            DomainState::Running | DomainState::ShuttingDown | DomainState::Unknown => {}
+        }
+        if started.elapsed() > spec.timeout {
+            let evidence = evidence(&console, true);
+            return Err(GuestError::Timeout {
+                step,
+                domain: name,
+                after: spec.timeout,
+                success: spec.success.to_string(),
+                evidence,
+            });
+        }
+        if let Some(quiet) = spec.inactivity
+            && console.last_growth().elapsed() > quiet
+        {
+            let evidence = evidence(&console, true);
+            return Err(GuestError::Inactive {
+                step,
+                domain: name,
+                quiet,
+                evidence,
+            });
+        }
+        std::thread::sleep(spec.poll_interval);
+    }
+}
+
+/// With dynamic ownership libvirt chowns files to its QEMU user but leaves the folders alone: every
+/// parent folder must be searchable by others.
+fn check_reachable(spec: &DomainSpec, step: &str) -> Result<(), GuestError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut files: Vec<&Path> = vec![spec.serial_log.as_path()];
+    files.extend(spec.root_disk.as_ref().map(|d| d.path.as_path()));
+    files.extend(spec.installer_iso.as_deref());
+    files.extend(spec.drivers_iso.as_deref());
+    files.extend(spec.extra_media.iter().map(|m| m.path.as_path()));
+    for file in files {
+        for folder in file.ancestors().skip(1) {
+            if folder.as_os_str().is_empty() {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(folder) else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o001 == 0 {
+                return Err(GuestError::Unreachable {
+                    step: step.to_owned(),
+                    path: file.to_owned(),
+                    folder: folder.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! kiln-exec: runs plan steps on libvirt hosts.
+//!
+//! This layer owns the hypervisor side: [`Host`]s with a capacity and an accelerator (with a real
+//! probe behind [`Accel::Auto`]), the narrow [`Hypervisor`] trait and its libvirt implementation,
+//! domain XML generation, [`run_guest`] (a guest run to a verdict decided from console evidence,
+//! with the domain always removed), and `qemu-img` behind [`DiskTool`].
+
+mod console;
+mod domain_xml;
+mod guest;
+mod host;
+mod hypervisor;
+mod libvirt;
+mod qemu_img;
+
+pub use console::{Console, Pattern};
+pub use domain_xml::{
+    BootFrom, DOMAIN_PREFIX, Disk, DiskFormat, DomainSpec, DomainType, DomainXmlError, Firmware,
+    Machine, Media, MediaKind, OnReboot, domain_xml,
+};
+pub use guest::{
+    Cancel, Completion, Evidence, GuestError, GuestOutcome, GuestSpec, Persistence, Timings,
+    domain_name, run_guest,
+};
+pub use host::{
+    Accel, AccelChoice, Capacity, Host, LOCAL_URI, PROBE_BOOT_SECTOR, PROBE_BOUND, PROBE_LINE,
+    probe_kvm, resolve_accel, run_probe,
+};
+pub use hypervisor::{DomainState, Hypervisor, HypervisorError};
+pub use libvirt::Libvirt;
+pub use qemu_img::{
+    Compression, ConvertOptions, DiskTool, ImageInfo, QemuImg, QemuImgError, convert_args,
+    create_args, overlay_args,
+};

@@ -1,0 +1,165 @@
+//! Test harness for tests against the real libvirt + QEMU: starts the daemons if they do not
+//! answer, builds the tiny fixtures from source, makes work folders libvirt's QEMU user can reach,
+//! and checks that a test left no domains behind.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kiln_exec::{
+    BootFrom, Completion, Disk, DiskFormat, DomainSpec, DomainType, Firmware, GuestSpec, Libvirt,
+    Machine, OnReboot, Pattern, Persistence,
+};
+
+pub const URI: &str = "qemu:///system";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Starts libvirtd through the repo's script unless `qemu:///system` already answers.
+pub fn ensure_libvirt() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let status = Command::new(repo_root().join("scripts/start-libvirt.sh"))
+            .status()
+            .expect("run scripts/start-libvirt.sh");
+        assert!(status.success(), "scripts/start-libvirt.sh failed");
+    });
+}
+
+pub fn connect() -> Libvirt {
+    ensure_libvirt();
+    Libvirt::connect(URI).expect("connect to qemu:///system")
+}
+
+/// A temp folder under /tmp that libvirt's QEMU user can enter (tempdir makes 0700 folders).
+pub fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-exec-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// The tiny fixtures, built from fixtures/tiny/boot.asm into `dir` (0.5 s).
+pub struct Fixtures {
+    pub tiny: PathBuf,
+    pub hang: PathBuf,
+    pub probe: PathBuf,
+}
+
+pub fn fixtures(dir: &Path) -> Fixtures {
+    let status = Command::new(repo_root().join("fixtures/tiny/build.sh"))
+        .arg(dir)
+        .status()
+        .expect("run fixtures/tiny/build.sh");
+    assert!(status.success(), "fixtures/tiny/build.sh failed");
+    Fixtures {
+        tiny: dir.join("tiny.iso"),
+        hang: dir.join("tiny-hang.iso"),
+        probe: dir.join("tiny-probe.iso"),
+    }
+}
+
+/// A unique run id per test so parallel tests (and other projects' guests) never collide.
+pub fn run_id(test: &str) -> String {
+    format!("t{}-{test}", std::process::id())
+}
+
+/// Domains of this run that still exist, per `virsh list --all --name` (the user's view).
+pub fn leftover_domains(run: &str) -> Vec<String> {
+    let out = Command::new("virsh")
+        .args(["-c", URI, "list", "--all", "--name"])
+        .output()
+        .expect("run virsh");
+    assert!(
+        out.status.success(),
+        "virsh list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("kiln-{run}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn assert_no_domains(run: &str) {
+    let left = leftover_domains(run);
+    assert!(left.is_empty(), "domains left behind: {left:?}");
+}
+
+pub fn qcow2(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&path)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+/// The first 16 bytes of a qcow2 image, through qemu-io (no conversion).
+pub fn first_bytes(disk: &Path) -> String {
+    let out = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-r", "-c", "read -v 0 16"])
+        .arg(disk)
+        .output()
+        .expect("run qemu-io");
+    assert!(
+        out.status.success(),
+        "qemu-io: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The tiny install: tiny ISO on `hda`, the disk on `vda`, TCG.
+pub fn tiny_spec(run: &str, step: &str, dir: &Path, iso: &Path, disk: Option<&Path>) -> GuestSpec {
+    GuestSpec {
+        step: step.into(),
+        domain: DomainSpec {
+            name: kiln_exec::domain_name(run, step),
+            domain_type: DomainType::Qemu,
+            machine: Machine::Pc,
+            firmware: Firmware::Bios,
+            tpm: false,
+            vcpus: 1,
+            memory_mib: 64,
+            root_disk: disk.map(|d| Disk {
+                path: d.to_owned(),
+                format: DiskFormat::Qcow2,
+            }),
+            installer_iso: Some(iso.to_owned()),
+            drivers_iso: None,
+            extra_media: Vec::new(),
+            serial_log: dir.join(format!("{step}.console.log")),
+            boot: BootFrom::Cdrom,
+            on_reboot: OnReboot::Destroy,
+            user_network: false,
+        },
+        success: Pattern::regex(r"^KILN-TINY: INSTALL OK count=\d+$").unwrap(),
+        failure: Some(Pattern::substring("INSTALL FAILED")),
+        completion: Completion::PowerOff,
+        timeout: Duration::from_secs(60),
+        inactivity: None,
+        persistence: Persistence::Persistent,
+        poll_interval: Duration::from_millis(50),
+    }
+}
