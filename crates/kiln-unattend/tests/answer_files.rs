@@ -1,0 +1,228 @@
+//! Snapshot and structure tests of the generated answer files for the issue's three images.
+
+mod common;
+
+use kiln_unattend::{
+    SecretSource, render_autounattend, render_cloudbase_conf, render_cloudbase_unattend_conf,
+    render_sysprep_unattend,
+};
+
+const NS: &str = "urn:schemas-microsoft-com:unattend";
+const NS_WCM: &str = "http://schemas.microsoft.com/WMIConfig/2002/State";
+
+#[test]
+fn snapshots_of_every_generated_file() {
+    for (name, image) in common::all() {
+        let xml = render_autounattend(&image, SecretSource::Placeholders).unwrap();
+        insta::assert_snapshot!(format!("{name}-autounattend.xml"), xml);
+        let conf = render_cloudbase_conf(&image).unwrap().unwrap();
+        insta::assert_snapshot!(
+            format!("{name}-cloudbase-init.conf"),
+            conf.replace("\r\n", "\n")
+        );
+        let unattend_conf = render_cloudbase_unattend_conf(&image).unwrap().unwrap();
+        insta::assert_snapshot!(
+            format!("{name}-cloudbase-init-unattend.conf"),
+            unattend_conf.replace("\r\n", "\n")
+        );
+        let sysprep = render_sysprep_unattend(&image).unwrap();
+        insta::assert_snapshot!(format!("{name}-sysprep-unattend.xml"), sysprep);
+    }
+}
+
+/// Every component must carry the attributes Setup matches components by; a wrong token or
+/// architecture makes Setup ignore the component silently.
+fn check_components(doc: &roxmltree::Document<'_>, arch: &str) {
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "unattend");
+    assert_eq!(root.tag_name().namespace(), Some(NS));
+    let components: Vec<_> = root
+        .descendants()
+        .filter(|n| n.has_tag_name((NS, "component")))
+        .collect();
+    assert!(!components.is_empty());
+    for c in components {
+        assert_eq!(c.attribute("processorArchitecture"), Some(arch));
+        assert_eq!(c.attribute("publicKeyToken"), Some("31bf3856ad364e35"));
+        assert_eq!(c.attribute("language"), Some("neutral"));
+        assert_eq!(c.attribute("versionScope"), Some("nonSxS"));
+        assert!(
+            c.attribute("name")
+                .unwrap()
+                .starts_with("Microsoft-Windows-")
+                || c.attribute("name") == Some("Networking-MPSSVC-Svc")
+        );
+    }
+    // Every wcm:action is in the WMIConfig namespace.
+    for n in root.descendants().filter(|n| n.is_element()) {
+        for a in n.attributes() {
+            if a.name() == "action" || a.name() == "keyValue" {
+                assert_eq!(a.namespace(), Some(NS_WCM), "{:?}", n.tag_name());
+            }
+        }
+    }
+}
+
+fn passes(doc: &roxmltree::Document<'_>) -> Vec<String> {
+    doc.root_element()
+        .children()
+        .filter(|n| n.has_tag_name((NS, "settings")))
+        .map(|n| n.attribute("pass").unwrap().to_owned())
+        .collect()
+}
+
+fn texts<'a>(doc: &'a roxmltree::Document<'_>, tag: &str) -> Vec<&'a str> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name((NS, tag)))
+        .filter_map(|n| n.text())
+        .collect()
+}
+
+#[test]
+fn every_answer_file_parses_with_namespaces_attributes_and_passes() {
+    for (name, image) in common::all() {
+        let xml = render_autounattend(&image, SecretSource::Placeholders).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_components(&doc, "amd64");
+        assert_eq!(
+            passes(&doc),
+            ["windowsPE", "specialize", "oobeSystem"],
+            "{name}"
+        );
+
+        let sysprep = render_sysprep_unattend(&image).unwrap();
+        let doc = roxmltree::Document::parse(&sysprep).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_components(&doc, "amd64");
+        assert_eq!(
+            passes(&doc),
+            ["generalize", "specialize", "oobeSystem"],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bios_gets_mbr_with_system_reserved_and_uefi_gets_efi_msr_recovery() {
+    let bios = render_autounattend(
+        &common::server_2022_bios_en_us(),
+        SecretSource::Placeholders,
+    )
+    .unwrap();
+    let doc = roxmltree::Document::parse(&bios).unwrap();
+    assert_eq!(texts(&doc, "Type"), ["Primary", "Primary"]);
+    assert_eq!(texts(&doc, "Label"), ["System Reserved", "Windows"]);
+    let modify = doc
+        .descendants()
+        .find(|n| n.has_tag_name((NS, "ModifyPartitions")))
+        .unwrap();
+    let active: Vec<_> = modify
+        .descendants()
+        .filter(|n| n.has_tag_name((NS, "Active")))
+        .collect();
+    assert_eq!(active.len(), 1, "only System Reserved is active");
+    let install_to = doc
+        .descendants()
+        .find(|n| n.has_tag_name((NS, "InstallTo")))
+        .unwrap();
+    let part = install_to
+        .children()
+        .find(|n| n.has_tag_name((NS, "PartitionID")))
+        .unwrap();
+    assert_eq!(part.text(), Some("2"));
+
+    let uefi = render_autounattend(
+        &common::server_2025_uefi_tpm_de_de(),
+        SecretSource::Placeholders,
+    )
+    .unwrap();
+    let doc = roxmltree::Document::parse(&uefi).unwrap();
+    assert_eq!(texts(&doc, "Type"), ["EFI", "MSR", "Primary", "Primary"]);
+    assert_eq!(texts(&doc, "Format"), ["FAT32", "NTFS", "NTFS"]);
+    assert_eq!(
+        texts(&doc, "TypeID"),
+        ["DE94BBA4-06D1-4D40-A16A-BFD50179D6AC"]
+    );
+    let install_to = doc
+        .descendants()
+        .find(|n| n.has_tag_name((NS, "InstallTo")))
+        .unwrap();
+    let part = install_to
+        .children()
+        .find(|n| n.has_tag_name((NS, "PartitionID")))
+        .unwrap();
+    // Windows is last so the cloud can extend it.
+    assert_eq!(part.text(), Some("4"));
+    assert_eq!(texts(&doc, "Key")[0], "/IMAGE/INDEX");
+}
+
+#[test]
+fn driver_paths_name_the_versions_own_storage_and_network_folders() {
+    let xml = render_autounattend(
+        &common::server_2025_uefi_tpm_de_de(),
+        SecretSource::Placeholders,
+    )
+    .unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let paths: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name((NS, "PathAndCredentials")))
+        .map(|n| {
+            let key = n.attribute((NS_WCM, "keyValue")).unwrap().to_owned();
+            let path = n
+                .children()
+                .find(|c| c.has_tag_name((NS, "Path")))
+                .unwrap()
+                .text()
+                .unwrap()
+                .to_owned();
+            (key, path)
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("1".to_owned(), r"E:\viostor\2k25\amd64".to_owned()),
+            ("2".to_owned(), r"E:\vioscsi\2k25\amd64".to_owned()),
+            ("3".to_owned(), r"E:\NetKVM\2k25\amd64".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn first_logon_installs_tools_and_cloudbase_init_then_sysprep_last() {
+    let xml = render_autounattend(
+        &common::server_2022_bios_en_us(),
+        SecretSource::Placeholders,
+    )
+    .unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let commands = texts(&doc, "CommandLine");
+    // Setup rejects a CommandLine longer than 1024 characters.
+    for c in &commands {
+        assert!(
+            c.chars().count() <= 1024,
+            "{} characters: {c}",
+            c.chars().count()
+        );
+    }
+    let pos = |needle: &str| {
+        commands
+            .iter()
+            .position(|c| c.contains(needle))
+            .unwrap_or_else(|| panic!("no command with `{needle}`"))
+    };
+    let ga = pos(r"msiexec /i E:\guest-agent\qemu-ga-x86_64.msi /qn");
+    let balloon = pos(r"pnputil /add-driver E:\Balloon\2k22\amd64\*.inf /install");
+    let cbi = pos("LOGGINGSERIALPORTNAME=COM1 RUN_SERVICE_AS_LOCAL_SYSTEM=1");
+    let user = pos("built by kiln");
+    let sysprep = pos(
+        r#"sysprep.exe /generalize /oobe /shutdown /unattend:"C:\Program Files\Cloudbase Solutions\Cloudbase-Init\conf\Unattend.xml""#,
+    );
+    assert!(balloon < ga && ga < cbi && cbi < user && user < sysprep);
+    assert_eq!(sysprep, commands.len() - 1);
+    assert!(commands[cbi].contains(r#"USERNAME="Admin""#));
+    assert!(commands.iter().any(|c| c.contains("protocol=icmpv4:8,any")));
+    // Remote Desktop through the firewall by resource id, whatever the language.
+    assert_eq!(texts(&doc, "Group"), ["@FirewallAPI.dll,-28752"]);
+    assert_eq!(texts(&doc, "fDenyTSConnections"), ["false"]);
+}
