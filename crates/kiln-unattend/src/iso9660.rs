@@ -64,7 +64,7 @@ impl IsoTree {
 
     /// Reads the tree from any seekable reader.
     pub fn read<R: Read + Seek>(reader: R) -> Result<Self, IsoError> {
-        Reader::new(reader).tree()
+        Reader::new(reader)?.tree()
     }
 
     /// A tree from a list of paths (parents are added as directories); for tests and fakes.
@@ -148,6 +148,8 @@ impl IsoTree {
 struct Reader<R> {
     inner: R,
     block: u64,
+    /// Length of the image, so a corrupt size is rejected before anything is allocated for it.
+    len: u64,
 }
 
 /// A directory record, decoded.
@@ -171,11 +173,21 @@ fn malformed(reason: impl Into<String>) -> IsoError {
 }
 
 impl<R: Read + Seek> Reader<R> {
-    fn new(inner: R) -> Self {
-        Self { inner, block: 2048 }
+    fn new(mut inner: R) -> Result<Self, IsoError> {
+        let len = inner.seek(SeekFrom::End(0)).map_err(IsoError::Io)?;
+        Ok(Self {
+            inner,
+            block: 2048,
+            len,
+        })
     }
 
     fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, IsoError> {
+        if offset.saturating_add(len as u64) > self.len {
+            return Err(malformed(format!(
+                "structure at byte {offset} lies beyond the end of the image"
+            )));
+        }
         self.inner
             .seek(SeekFrom::Start(offset))
             .map_err(IsoError::Io)?;

@@ -84,12 +84,14 @@ impl FromStr for WindowsVersion {
             "2k19" | "server-2019" => Self::Server2019,
             "2k22" | "server-2022" => Self::Server2022,
             "2k25" | "server-2025" => Self::Server2025,
-            "w10" | "windows-10" => Self::Windows10,
-            "w11" | "windows-11" => Self::Windows11,
+            "w10" | "10" | "windows-10" => Self::Windows10,
+            "w11" | "11" | "windows-11" => Self::Windows11,
             _ => {
                 return Err(ModelError::UnknownVersion {
                     value: s.to_owned(),
-                    expected: "`2k16`, `2k19`, `2k22`, `2k25`, `w10`, `w11`".to_owned(),
+                    expected:
+                        "`server-2016`, `server-2019`, `server-2022`, `server-2025`, `10`, `11`"
+                            .to_owned(),
                 });
             }
         };

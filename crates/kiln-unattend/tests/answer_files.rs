@@ -226,3 +226,68 @@ fn first_logon_installs_tools_and_cloudbase_init_then_sysprep_last() {
     assert_eq!(texts(&doc, "Group"), ["@FirewallAPI.dll,-28752"]);
     assert_eq!(texts(&doc, "fDenyTSConnections"), ["false"]);
 }
+
+#[test]
+fn arm64_windows_11_uses_arm64_components_and_upper_case_driver_folders() {
+    use kiln_unattend::{Arch, Firmware, ImageSelector, SecretRef, WindowsImage, WindowsVersion};
+    let image = WindowsImage::new(
+        WindowsVersion::Windows11,
+        Arch::Arm64,
+        ImageSelector::Index(1),
+        &common::lang("en-GB"),
+        Firmware::Uefi { secure_boot: true },
+        SecretRef::new("admin-password").unwrap(),
+    );
+    assert!(image.validate().is_empty(), "{:?}", image.validate());
+    let xml = render_autounattend(&image, SecretSource::Placeholders).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    check_components(&doc, "arm64");
+    assert_eq!(texts(&doc, "Path")[0], r"E:\viostor\w11\ARM64");
+    let commands = texts(&doc, "CommandLine");
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains(r"E:\Balloon\w11\ARM64\*.inf"))
+    );
+    // No guest agent MSI exists for ARM64.
+    assert!(!commands.iter().any(|c| c.contains("qemu-ga")));
+}
+
+#[test]
+fn without_cloudbase_init_sysprep_gets_kilns_own_answer_file() {
+    let mut image = common::server_2022_bios_en_us();
+    image.cloudbase_init = None;
+    let xml = render_autounattend(&image, SecretSource::Placeholders).unwrap();
+    assert!(!xml.contains("Cloudbase"), "{xml}");
+    assert!(xml.contains(r#"/unattend:"C:\Windows\System32\Sysprep\kiln-unattend.xml""#));
+    assert_eq!(render_cloudbase_conf(&image).unwrap(), None);
+    let sysprep = render_sysprep_unattend(&image).unwrap();
+    let doc = roxmltree::Document::parse(&sysprep).unwrap();
+    assert_eq!(passes(&doc), ["generalize", "oobeSystem"]);
+}
+
+#[test]
+fn invalid_images_are_refused_with_every_problem_named() {
+    use kiln_unattend::{ModelError, VirtioDriver};
+    let mut image = common::server_2022_bios_en_us();
+    image.drivers.post_install.push(VirtioDriver::Qxldod);
+    image.time_zone = "UTC".parse().unwrap();
+    image.first_logon.push(kiln_unattend::FirstLogonCommand {
+        command: "echo a\necho b".into(),
+        description: String::new(),
+    });
+    let errors = image.validate();
+    assert!(errors.contains(&ModelError::DriverNotShipped {
+        driver: "qxldod".into(),
+        version: "2k22".into(),
+        arch: "amd64".into()
+    }));
+    assert!(errors.contains(&ModelError::LineBreak {
+        field: "first-logon command"
+    }));
+    let err = render_autounattend(&image, SecretSource::Placeholders).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "virtio-win ships no `qxldod` driver for `2k22` on `amd64`"
+    );
+}

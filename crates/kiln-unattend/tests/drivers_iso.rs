@@ -249,3 +249,50 @@ fn truncated_iso_is_an_error_not_a_partial_tree() {
         "{err}"
     );
 }
+
+/// A damaged ISO must give an error or a tree, never a panic or a hang: the planner reads ISOs
+/// users hand it.
+#[test]
+fn corrupted_directory_records_never_panic() {
+    let f = fixture(&["-J", "-R"]);
+    let mut data = std::fs::read(&f.complete).unwrap();
+    // Volume descriptors and the directory extents sit in the first ~60 blocks.
+    let end = (60 * 2048).min(data.len());
+    let mut outcomes = (0, 0);
+    // 300 positions from a fixed LCG: enough to hit descriptors, record lengths, extents, sizes,
+    // names and Rock Ridge areas, cheap enough for a debug build.
+    let mut x: u64 = 0x2545_F491;
+    for _ in 0..300 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let pos = 16 * 2048 + (x >> 33) as usize % (end - 16 * 2048);
+        let original = data[pos];
+        for byte in [0x00, 0xFF] {
+            data[pos] = byte;
+            match IsoTree::read(std::io::Cursor::new(&data[..])) {
+                Ok(_) => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+            }
+        }
+        data[pos] = original;
+    }
+    assert_eq!(outcomes.0 + outcomes.1, 600);
+
+    // Targeted damage must be reported, not read as an empty or partial tree.
+    let mut bad = data.clone();
+    bad[16 * 2048 + 1] = b'X';
+    assert!(matches!(
+        IsoTree::read(std::io::Cursor::new(&bad[..])),
+        Err(kiln_unattend::IsoError::NotIso)
+    ));
+    // The root directory size (both byte orders) of the Joliet descriptor, the one names come from.
+    let joliet = (16..20).find(|&vd| data[vd * 2048] == 2).unwrap() * 2048;
+    let mut bad = data.clone();
+    bad[joliet + 156 + 10..joliet + 156 + 18].fill(0xFF);
+    let err = IsoTree::read(std::io::Cursor::new(&bad[..])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed iso 9660 image: directory of `4294967295` bytes"
+    );
+}

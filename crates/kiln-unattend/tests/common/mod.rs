@@ -1,7 +1,10 @@
 //! Images shared by the integration tests: the three of the acceptance list.
 
 // `expect` would fail in the test binaries that do use every item.
-#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
 
 use kiln_unattend::{
     Arch, ComputerName, Firmware, FirstLogonCommand, ImageSelector, LanguageTag, SecretRef,
