@@ -6,6 +6,7 @@
 //! - [`answer_media`]: all of the above laid out as the answer media's files.
 //! - [`VirtioDriver`], [`check_drivers`]: the virtio-win folder map and the check of a drivers ISO.
 //! - [`IsoTree`]: an ISO 9660 / Joliet / Rock Ridge directory reader, the crate's only I/O.
+//! - [`machine_shape`], [`glance_properties`]: the install machine and the image's Glance properties.
 //!
 //! Secrets never live in [`WindowsImage`]: it holds [`SecretRef`]s, and values reach a render only
 //! through [`SecretSource::Values`].
@@ -18,6 +19,7 @@ mod iso9660;
 mod media;
 mod model;
 mod secret;
+mod shape;
 mod virtio;
 mod xml;
 
@@ -37,6 +39,7 @@ pub use model::{
     WindowsVersion,
 };
 pub use secret::{SecretRef, SecretSource, SecretValue, Secrets};
+pub use shape::{CdromBus, MachineShape, MachineType, glance_properties, machine_shape};
 pub use virtio::{
     MissingFolder, Problem, VirtioDriver, check_drivers, check_guest_agent, check_image_media,
     guest_agent_msi,
