@@ -64,8 +64,9 @@ pub(crate) fn international_core(w: &mut XmlWriter, image: &WindowsImage, winpe:
     w.close();
 }
 
-/// Shell-Setup `OOBE`: no screen may wait for a human.
-pub(crate) fn oobe_settings(w: &mut XmlWriter) {
+/// Shell-Setup `OOBE`: no screen may wait for a human. `protect_your_pc`: 1 = recommended
+/// settings (the published image, as cloudbase-init's own Unattend.xml), 3 = none (the build).
+pub(crate) fn oobe_settings(w: &mut XmlWriter, protect_your_pc: u8) {
     w.open("OOBE", &[]);
     w.text("HideEULAPage", "true");
     w.text("HideLocalAccountScreen", "true");
@@ -73,7 +74,7 @@ pub(crate) fn oobe_settings(w: &mut XmlWriter) {
     w.text("HideOnlineAccountScreens", "true");
     w.text("HideWirelessSetupInOOBE", "true");
     w.text("NetworkLocation", "Work");
-    w.text("ProtectYourPC", "3");
+    w.text("ProtectYourPC", &protect_your_pc.to_string());
     w.text("SkipMachineOOBE", "true");
     w.text("SkipUserOOBE", "true");
     w.close();
@@ -388,7 +389,7 @@ pub fn render_autounattend(
         w.close();
     }
     w.close();
-    oobe_settings(&mut w);
+    oobe_settings(&mut w, 3);
     w.open("UserAccounts", &[]);
     w.open("AdministratorPassword", &[]);
     w.text("Value", &password);

@@ -407,7 +407,7 @@ pub fn render_sysprep_unattend(image: &WindowsImage) -> Result<String, ModelErro
     w.open("settings", &[("pass", "oobeSystem")]);
     crate::autounattend::international_core(&mut w, image, false);
     crate::autounattend::open_component(&mut w, "Microsoft-Windows-Shell-Setup", arch);
-    crate::autounattend::oobe_settings(&mut w);
+    crate::autounattend::oobe_settings(&mut w, 1);
     w.close();
     w.close();
 
