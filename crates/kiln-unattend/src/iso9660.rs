@@ -2,8 +2,10 @@
 //! by reading the volume descriptors and directory records only — never file contents, so listing
 //! a 700 MB drivers ISO reads a few hundred KiB.
 //!
-//! Names come from Joliet when the image has a Joliet volume (what Windows reads), else from Rock
-//! Ridge `NM` entries, else from the plain ISO 9660 names with `;1` stripped. Lookups are
+//! An image with a UDF volume (every Windows installation ISO; their ISO 9660 tree is a README stub)
+//! is read through UDF ([`crate::udf`]). Otherwise names come from Joliet when the image has a
+//! Joliet volume (what Windows reads), else from Rock Ridge `NM` entries, else from the plain
+//! ISO 9660 names with `;1` stripped. Lookups are
 //! case-insensitive, as they are for Windows Setup.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -19,6 +21,8 @@ pub enum Naming {
     Joliet,
     RockRidge,
     Iso9660,
+    /// UDF (ECMA-167), as on Windows installation ISOs.
+    Udf,
     /// Built with [`IsoTree::from_entries`], not read from an image.
     Synthetic,
 }
@@ -49,11 +53,11 @@ pub struct IsoTree {
 }
 
 /// Directories deeper than this are not followed (ISO 9660 allows 8, Rock Ridge more).
-const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 /// A directory's records larger than this are treated as corruption.
-const MAX_DIR_BYTES: u32 = 64 << 20;
+pub(crate) const MAX_DIR_BYTES: u32 = 64 << 20;
 /// Entries beyond this are treated as corruption.
-const MAX_ENTRIES: usize = 2_000_000;
+pub(crate) const MAX_ENTRIES: usize = 2_000_000;
 
 impl IsoTree {
     /// Reads the tree of the ISO at `path`.
@@ -92,7 +96,14 @@ impl IsoTree {
         tree
     }
 
-    fn insert(&mut self, entry: IsoEntry) {
+    pub(crate) fn empty(naming: Naming) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            naming,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, entry: IsoEntry) {
         let key = entry.path.to_lowercase();
         match self.entries.get_mut(&key) {
             // Multi-extent files appear once per extent.
@@ -145,7 +156,7 @@ impl IsoTree {
     }
 }
 
-struct Reader<R> {
+pub(crate) struct Reader<R> {
     inner: R,
     block: u64,
     /// Length of the image, so a corrupt size is rejected before anything is allocated for it.
@@ -166,7 +177,7 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-fn malformed(reason: impl Into<String>) -> IsoError {
+pub(crate) fn malformed(reason: impl Into<String>) -> IsoError {
     IsoError::Malformed {
         reason: reason.into(),
     }
@@ -182,7 +193,7 @@ impl<R: Read + Seek> Reader<R> {
         })
     }
 
-    fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, IsoError> {
+    pub(crate) fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, IsoError> {
         if offset.saturating_add(len as u64) > self.len {
             return Err(malformed(format!(
                 "structure at byte {offset} lies beyond the end of the image"
@@ -207,20 +218,33 @@ impl<R: Read + Seek> Reader<R> {
     fn tree(mut self) -> Result<IsoTree, IsoError> {
         let mut primary_root = None;
         let mut joliet_root = None;
+        let mut udf = false;
+        let mut terminated = false;
         for i in 0..64u64 {
             let vd = match self.read_at((16 + i) * 2048, 2048) {
                 Ok(vd) => vd,
                 Err(IsoError::Malformed { .. }) if i == 0 => return Err(IsoError::NotIso),
+                // The image may end right after the ISO 9660 descriptors.
+                Err(IsoError::Malformed { .. }) if terminated => break,
                 Err(e) => return Err(e),
             };
-            if &vd[1..6] != b"CD001" {
-                if i == 0 {
-                    return Err(IsoError::NotIso);
+            match &vd[1..6] {
+                b"CD001" if !terminated => {}
+                // UDF's volume recognition sequence follows the ISO 9660 descriptors.
+                b"BEA01" => continue,
+                b"NSR02" | b"NSR03" => {
+                    udf = true;
+                    continue;
                 }
-                return Err(malformed(format!(
-                    "volume descriptor {} has no `CD001` tag",
-                    16 + i
-                )));
+                b"TEA01" => break,
+                _ if i == 0 => return Err(IsoError::NotIso),
+                _ if terminated => break,
+                _ => {
+                    return Err(malformed(format!(
+                        "volume descriptor {} has no `CD001` tag",
+                        16 + i
+                    )));
+                }
             }
             match vd[0] {
                 1 => {
@@ -237,9 +261,13 @@ impl<R: Read + Seek> Reader<R> {
                         joliet_root = Some(vd[156..190].to_vec());
                     }
                 }
-                255 => break,
+                255 => terminated = true,
                 _ => {}
             }
+        }
+        // Windows ISOs keep their files in UDF; their ISO 9660 tree holds a README only.
+        if udf {
+            return crate::udf::read_tree(&mut self);
         }
         let primary_root = primary_root.ok_or(IsoError::NotIso)?;
         if let Some(root) = joliet_root {
@@ -313,7 +341,9 @@ impl<R: Read + Seek> Reader<R> {
                             None => plain_name(&rec.ident, rec.is_dir),
                         }
                     }
-                    Naming::Iso9660 | Naming::Synthetic => plain_name(&rec.ident, rec.is_dir),
+                    Naming::Iso9660 | Naming::Synthetic | Naming::Udf => {
+                        plain_name(&rec.ident, rec.is_dir)
+                    }
                 };
                 if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                     return Err(malformed(format!("invalid name `{name}` in `/{dir}`")));

@@ -20,6 +20,7 @@ mod media;
 mod model;
 mod secret;
 mod shape;
+mod udf;
 mod virtio;
 mod xml;
 
