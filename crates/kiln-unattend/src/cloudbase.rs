@@ -198,7 +198,7 @@ impl CloudbaseInit {
                     || name.chars().count() > 256
                     || name.chars().any(|c| c.is_control() || c == ',' || c == '"');
                 if bad {
-                    errors.push(ModelError::UserName {
+                    errors.push(ModelError::GroupName {
                         value: name.clone(),
                     });
                 }
@@ -213,24 +213,21 @@ impl CloudbaseInit {
             let ok = port.name.len() == 4
                 && port.name.starts_with("COM")
                 && port.name.as_bytes()[3].is_ascii_digit()
-                && port.name != "COM0";
+                && port.name != "COM0"
+                && [9600, 19_200, 38_400, 57_600, 115_200].contains(&port.baud);
             if !ok {
-                errors.push(ModelError::Empty {
-                    field: "cloudbase-init serial port (expected `COM1`..`COM9`)",
+                errors.push(ModelError::SerialPort {
+                    value: format!("{},{}", port.name, port.baud),
                 });
             }
         }
         let url = &self.metadata_base_url;
-        if let Err(e) = check_text("cloudbase-init metadata url", url, 1024) {
-            errors.push(e);
-        }
-        if let Err(e) = check_one_line("cloudbase-init metadata url", url) {
-            errors.push(e);
-        }
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(' ') {
-            errors.push(ModelError::Empty {
-                field: "cloudbase-init metadata url (expected `http://…` or `https://…`)",
-            });
+        let url_ok = check_text("cloudbase-init metadata url", url, 1024).is_ok()
+            && check_one_line("cloudbase-init metadata url", url).is_ok()
+            && (url.starts_with("http://") || url.starts_with("https://"))
+            && !url.contains([' ', '\t']);
+        if !url_ok {
+            errors.push(ModelError::MetadataUrl { value: url.clone() });
         }
         errors
     }
@@ -413,4 +410,54 @@ pub fn render_sysprep_unattend(image: &WindowsImage) -> Result<String, ModelErro
 
     w.close();
     Ok(w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_cloudbase_settings_are_named_precisely() {
+        let cb = CloudbaseInit {
+            username: "bad:name".into(),
+            groups: vec![Group::Named("a,b".into())],
+            metadata_services: Vec::new(),
+            serial_port: Some(SerialPort {
+                name: "COM1".into(),
+                baud: 1234,
+            }),
+            metadata_base_url: "ftp://x".into(),
+            ..CloudbaseInit::default()
+        };
+        let errors = cb.validate();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "user name `bad:name` is invalid: at most 20 characters, none of `\"/\\[]:;|=,+*?<>@`",
+                "group name `a,b` is invalid: 1 to 256 characters, no `,` or `\"`",
+                "`cloudbase-init metadata services` must not be empty",
+                "serial port `COM1,1234` is invalid: expected `COM1`…`COM9` at 9600, 19200, 38400, 57600 or 115200 baud",
+                "metadata url `ftp://x` is invalid: expected `http://…` or `https://…` without spaces",
+            ]
+        );
+        assert!(
+            errors[1..]
+                .iter()
+                .all(|e| e.field() == "cloudbase-init" || e.field().starts_with("cloudbase-init"))
+        );
+    }
+
+    #[test]
+    fn unattend_conf_runs_only_the_once_only_plugins_and_never_reboots() {
+        let conf = render_conf(&CloudbaseInit::default(), ConfKind::Unattend);
+        let plugins = conf.lines().find(|l| l.starts_with("plugins=")).unwrap();
+        assert_eq!(
+            plugins,
+            "plugins=cloudbaseinit.plugins.common.mtu.MTUPlugin,cloudbaseinit.plugins.common.sethostname.SetHostNamePlugin,cloudbaseinit.plugins.windows.extendvolumes.ExtendVolumesPlugin"
+        );
+        assert!(conf.contains("allow_reboot=false\r\n"));
+        assert!(conf.contains("logging_serial_port_settings=COM1,115200,N,8\r\n"));
+        assert!(!conf.contains("\n\n\n") && conf.lines().all(|l| !l.ends_with(' ')));
+    }
 }

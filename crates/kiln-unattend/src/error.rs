@@ -62,6 +62,42 @@ pub enum ModelError {
     SecretName { name: String },
     #[error("`{field}` may not contain a line break")]
     LineBreak { field: &'static str },
+    #[error("group name `{value}` is invalid: 1 to 256 characters, no `,` or `\"`")]
+    GroupName { value: String },
+    #[error(
+        "serial port `{value}` is invalid: expected `COM1`…`COM9` at 9600, 19200, 38400, 57600 or 115200 baud"
+    )]
+    SerialPort { value: String },
+    #[error("metadata url `{value}` is invalid: expected `http://…` or `https://…` without spaces")]
+    MetadataUrl { value: String },
+}
+
+impl ModelError {
+    /// The setting the error is about, in the pipeline's spelling, so the planner can put the
+    /// diagnostic on the right node.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::UnknownVersion { .. } => "version",
+            Self::UnknownArch { .. } | Self::UnsupportedArch { .. } => "arch",
+            Self::LanguageTag { .. } => "language",
+            Self::InputLocale { .. } => "input-locale",
+            Self::TimeZone { .. } => "timezone",
+            Self::ComputerName { .. } | Self::ComputerNamePlaceholder { .. } => "computer-name",
+            Self::ImageIndexZero | Self::ImageNameEmpty => "image",
+            Self::ControlCharacter { field }
+            | Self::TooLong { field, .. }
+            | Self::Empty { field }
+            | Self::LineBreak { field } => field,
+            Self::UserName { .. } => "user",
+            Self::DriveLetter { .. } | Self::DriverNotShipped { .. } => "drivers",
+            Self::GuestAgentArch { .. } => "guest-agent",
+            Self::NeedsUefiTpm { .. } => "firmware",
+            Self::SecretName { .. } => "secret",
+            Self::GroupName { .. } | Self::SerialPort { .. } | Self::MetadataUrl { .. } => {
+                "cloudbase-init"
+            }
+        }
+    }
 }
 
 /// A render that cannot complete. Never carries a secret value.

@@ -514,6 +514,15 @@ impl WindowsImage {
         }
     }
 
+    /// The same image in another language, every locale setting set to `tag`: one cell of a
+    /// language matrix.
+    pub fn with_language(&self, tag: &LanguageTag) -> Self {
+        Self {
+            locale: LocaleSettings::uniform(tag),
+            ..self.clone()
+        }
+    }
+
     /// Every check that does not need a secret value. Returns all problems, not just the first.
     pub fn validate(&self) -> Vec<ModelError> {
         let mut errors = Vec::new();
