@@ -1,6 +1,6 @@
 //! An ISO 9660 directory reader: lists the tree of a CD image (the virtio-win ISO, a Windows ISO)
-//! by reading the volume descriptors and directory records only — never file contents, so listing
-//! a 700 MB drivers ISO reads a few hundred KiB.
+//! by reading the volume descriptors and directory records only — never file contents: about one
+//! 2 KiB block per directory.
 //!
 //! An image with a UDF volume (every Windows installation ISO; their ISO 9660 tree is a README stub)
 //! is read through UDF ([`crate::udf`]). Otherwise names come from Joliet when the image has a
