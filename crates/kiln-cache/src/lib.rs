@@ -2,7 +2,35 @@
 //!
 //! - [`hash`]: md5 / sha1 / sha256 / sha512 computed in one read of the data, each digest on its own
 //!   thread, usable while reading ([`HashingReader`]) or writing ([`HashingWriter`]).
+//! - [`root`]: where the cache lives and its versioned layout.
+//! - [`base`]: the Nova-compatible `_base` folder (fetch, verify, convert, overlays).
+//! - [`artifact`]: step outputs keyed by the step's content key, written atomically.
+//! - [`lock`]: inter-process POSIX record locks, compatible with Nova's.
+//! - [`memo`]: the hash memo (file identity → digests).
+//! - [`maintain`]: `ls`, `verify` and `prune`.
+//! - [`qemu_img`]: the `qemu-img` calls the cache needs.
 
+pub mod artifact;
+pub mod base;
+pub mod error;
+mod fsutil;
 pub mod hash;
+pub mod lock;
+pub mod maintain;
+pub mod memo;
+pub mod qemu_img;
+pub mod root;
+pub mod source;
 
-pub use hash::{Algo, Digests, HashingReader, HashingWriter, MultiHasher, hash_file};
+pub use artifact::{Artifact, ArtifactKey, ArtifactRecord, ArtifactSpec, ArtifactStore, Staging};
+pub use base::{BaseCache, BaseEntry, BaseRecord, FetchRequest};
+pub use error::CacheError;
+pub use hash::{
+    Algo, Digests, DigestsHandle, HashingReader, HashingWriter, MultiHasher, hash_file,
+};
+pub use lock::EntryLock;
+pub use maintain::{PrunePolicy, PruneReport, list, prune, verify};
+pub use memo::{FileIdentity, HashMemo};
+pub use qemu_img::{ImageInfo, QemuImg};
+pub use root::CacheRoot;
+pub use source::{Checksum, Source, SourceId};
