@@ -14,10 +14,11 @@
 //! 6. install cloudbase-init's MSI silently (`LOGGINGSERIALPORTNAME=COM1`,
 //!    `RUN_SERVICE_AS_LOCAL_SYSTEM=1`, `USERNAME=…`), copy kiln's configuration over the MSI's;
 //! 7. rewrite `groups=Administrators` to the localized name of SID `S-1-5-32-544`;
-//! 8. the pipeline's own commands, verbatim;
-//! 9. turn auto-logon off, delete the cached answer files and `C:\kiln`, disable the built-in
-//!    Administrator (by SID);
-//! 10. `sysprep /generalize /oobe /shutdown /unattend:<cloudbase-init's Unattend.xml>`.
+//! 8. copy the sysprep answer file where sysprep will be told to find it;
+//! 9. the pipeline's own commands, verbatim (not wrapped: their exit codes are their own);
+//! 10. turn auto-logon off, delete the cached answer files and `C:\kiln`;
+//! 11. disable the built-in Administrator (by SID);
+//! 12. `sysprep /generalize /oobe /shutdown /unattend:<cloudbase-init's Unattend.xml>`.
 
 use crate::cloudbase::INSTALL_DIR;
 use crate::model::{BuiltinAdmin, WindowsImage};
@@ -35,6 +36,35 @@ pub const CLOUDBASE_MSI: &str = "CloudbaseInitSetup.msi";
 pub const SYSPREP_UNATTEND: &str = "sysprep-unattend.xml";
 /// Letters searched for the answer media.
 const SEARCH_LETTERS: &str = "D E F G H I J K L M N O P Q R S T U V W X Y Z";
+
+/// A `kiln: step N/T ok|failed: …` line from the serial console, as the first-logon steps print.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub step: usize,
+    pub total: usize,
+    pub ok: bool,
+    pub description: String,
+}
+
+/// Parses one serial-console line; `None` when it is not a kiln progress line. Tolerates the
+/// carriage return Windows' `echo` adds and noise before `kiln:`.
+pub fn parse_progress(line: &str) -> Option<Progress> {
+    let rest = &line[line.find("kiln: step ")? + "kiln: step ".len()..];
+    let (counts, rest) = rest.split_once(' ')?;
+    let (step, total) = counts.split_once('/')?;
+    let (status, description) = rest.split_once(": ")?;
+    let ok = match status {
+        "ok" => true,
+        "failed" => false,
+        _ => return None,
+    };
+    Some(Progress {
+        step: step.parse().ok()?,
+        total: total.parse().ok()?,
+        ok,
+        description: description.trim_end().to_owned(),
+    })
+}
 
 /// One `SynchronousCommand`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,6 +254,28 @@ pub(crate) fn first_logon_commands(image: &WindowsImage) -> Vec<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_parse_and_other_lines_do_not() {
+        assert_eq!(
+            parse_progress("\u{0}kiln: step 11/18 failed: install cloudbase-init \r"),
+            Some(Progress {
+                step: 11,
+                total: 18,
+                ok: false,
+                description: "install cloudbase-init".into()
+            })
+        );
+        assert_eq!(
+            parse_progress("kiln: step 1/18 ok: serial port for progress").map(|p| p.ok),
+            Some(true)
+        );
+        assert_eq!(
+            parse_progress("2026-11-23 cloudbase-init INFO something"),
+            None
+        );
+        assert_eq!(parse_progress("kiln: step x/18 ok: y"), None);
+    }
 
     #[test]
     fn exit_code_mapping_accepts_listed_codes_in_descending_order() {

@@ -31,7 +31,9 @@ pub use cloudbase::{
     render_sysprep_unattend,
 };
 pub use error::{IsoError, ModelError, RenderError};
-pub use firstlogon::{CLOUDBASE_MSI, MEDIA_MARKER, PROGRESS_PORT, sysprep_unattend_path};
+pub use firstlogon::{
+    CLOUDBASE_MSI, MEDIA_MARKER, PROGRESS_PORT, Progress, parse_progress, sysprep_unattend_path,
+};
 pub use iso9660::{IsoEntry, IsoTree, Naming};
 pub use media::{AnswerMedia, MediaFile, answer_media, installer_languages};
 pub use model::{

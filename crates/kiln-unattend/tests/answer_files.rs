@@ -291,3 +291,30 @@ fn invalid_images_are_refused_with_every_problem_named() {
         "virtio-win ships no `qxldod` driver for `2k22` on `amd64`"
     );
 }
+
+/// The executor reads progress from the serial console: every kiln step's report must parse back
+/// to its own number, and the numbering must be complete.
+#[test]
+fn every_kiln_step_reports_a_parseable_progress_line() {
+    let xml = render_autounattend(
+        &common::server_2022_bios_en_us(),
+        SecretSource::Placeholders,
+    )
+    .unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let commands = texts(&doc, "CommandLine");
+    let total = commands.len();
+    for (i, c) in commands.iter().enumerate() {
+        if c.contains("built by kiln") {
+            continue; // the pipeline's own command is not wrapped
+        }
+        let reports: Vec<&str> = c.split(">COM1 echo ").skip(1).collect();
+        assert_eq!(reports.len(), 2, "{c}");
+        let ok = kiln_unattend::parse_progress(reports[0].split(')').next().unwrap()).unwrap();
+        let failed =
+            kiln_unattend::parse_progress(reports[1].split(" & shutdown").next().unwrap()).unwrap();
+        assert_eq!((ok.step, ok.total, ok.ok), (i + 1, total, true), "{c}");
+        assert_eq!((failed.step, failed.ok), (i + 1, false), "{c}");
+        assert_eq!(ok.description, failed.description);
+    }
+}
