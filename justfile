@@ -38,3 +38,29 @@ setup:
 # Benchmark the guest runner: tiny ISO via libvirt vs plain QEMU, phases, 4 parallel vs sequential.
 bench-exec: setup
     cargo bench --locked -p kiln-exec --bench exec
+
+# Benchmark hashing (release): one pass md5+sha512+sha256 vs coreutils, memo re-hash, peak RSS.
+bench-cache: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="${KILN_BENCH_DIR:-/var/tmp/kiln-bench}"
+    target="${CARGO_TARGET_DIR:-target}"
+    mkdir -p "$dir"
+    cargo build --release --locked -p kiln-cache --bin kiln-cache-probe --example bench_cache
+    probe="$target/release/kiln-cache-probe"
+    bench="$target/release/examples/bench_cache"
+    [ -s "$dir/1g.bin" ] || head -c 1G /dev/urandom > "$dir/1g.bin"
+    [ -s "$dir/4g.bin" ] || cat "$dir/1g.bin" "$dir/1g.bin" "$dir/1g.bin" "$dir/1g.bin" > "$dir/4g.bin"
+    root=$(mktemp -d)
+    srv=""
+    trap 'if [ -n "$srv" ]; then kill "$srv"; fi; rm -rf "$root"' EXIT
+    rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident/ {printf "%.1f MiB\n", $2/1024}'; }
+    echo "== one pass vs coreutils, 1 GiB in page cache"
+    "$bench" compare "$dir/1g.bin" 3
+    echo "== hash memo, 4 GiB"
+    "$bench" memo "$root" "$dir/4g.bin"
+    echo "== peak RSS hashing 4 GiB (md5+sha256+sha512): $(rss "$probe" hash "$dir/4g.bin")"
+    "$bench" serve "$dir/4g.bin" > "$root/url" &
+    srv=$!
+    while [ ! -s "$root/url" ]; do sleep 0.1; done
+    echo "== peak RSS fetching 4 GiB over HTTP into _base, hashing on the fly: $(rss "$probe" fetch "$root/cache" "$(cat "$root/url")")"
