@@ -1,0 +1,7 @@
+//! Decoding parsed KDL documents into the model: node readers, pipeline bodies, merging of
+//! includes and the checks that need a whole pipeline.
+
+pub(crate) mod body;
+pub(crate) mod kdl_errors;
+pub(crate) mod pipeline;
+pub(crate) mod reader;

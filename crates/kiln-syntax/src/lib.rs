@@ -1,0 +1,30 @@
+//! kiln-syntax: pipeline files in KDL 2.0 → a typed, spanned [`Pipeline`] model, with every
+//! problem reported at once as located [`Diagnostic`]s.
+//!
+//! Entry points: [`load`] (files and directories, with includes) and [`load_text`] (one file
+//! given as text); [`format`] for `kiln fmt`. The language is documented in
+//! `docs/pipeline-language.md`.
+
+mod decode;
+pub mod diagnostic;
+pub mod format;
+pub mod limits;
+mod load;
+pub mod model;
+pub mod overrides;
+pub mod secret;
+pub mod source_map;
+pub mod span;
+mod suggest;
+pub mod template;
+pub mod units;
+
+pub use diagnostic::{Diagnostic, render_text};
+pub use load::{FileSystem, LoadOptions, MemoryFs, RealFs, Workspace, load, load_text, normalize};
+pub use model::*;
+pub use overrides::Overrides;
+pub use secret::{SecretRef, SecretValue};
+pub use source_map::{Location, SourceFile, SourceMap};
+pub use span::{FileId, Span, Spanned};
+pub use template::{RenderError, Template, TemplatePart, VarRef};
+pub use units::ByteSize;
