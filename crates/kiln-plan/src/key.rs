@@ -1,0 +1,204 @@
+//! Step keys: sha256 over one canonical, versioned description of a step.
+//!
+//! The description is the JSON object
+//! `{"format":KEY_FORMAT_VERSION,"inputs":{role:key},"kind":..,"params":{..},"runner":N,"tools":{..}}`
+//! written canonically (object keys sorted by their UTF-8 bytes, no whitespace, serde_json's string
+//! escaping), then hashed. Nothing that is not in that object can change a key; see `docs/plan.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Version of the key description. Bump it whenever the description of any step changes shape or
+/// meaning: every key changes with it, so old cache entries are never mistaken for new ones.
+pub const KEY_FORMAT_VERSION: u32 = 1;
+
+/// A step's content key: 32 bytes, shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepKey([u8; 32]);
+
+impl StepKey {
+    /// The key of a canonical description (see [`canonical_json`]).
+    pub fn of_description(description: &str) -> Self {
+        StepKey(Sha256::digest(description.as_bytes()).into())
+    }
+
+    /// The raw bytes (for the cache's own key type).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 12 hex digits, for humans.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_string()
+    }
+}
+
+impl fmt::Display for StepKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for StepKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StepKey({})", self.to_hex())
+    }
+}
+
+/// A string that is not 64 lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a step key (64 lowercase hex digits)")]
+pub struct BadStepKey(pub String);
+
+impl FromStr for StepKey {
+    type Err = BadStepKey;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadStepKey(s.to_string());
+        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
+        Ok(StepKey(out))
+    }
+}
+
+impl Serialize for StepKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for StepKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Versions of the external tools whose behaviour shapes a step's result. Passed in (the CLI probes
+/// them; tests fix them) so planning stays free of I/O.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolVersions {
+    /// `qemu-img --version`'s version (e.g. `8.2.2`); `None` when not installed. Enters the keys of
+    /// steps whose output bytes qemu-img writes (create-disk, convert).
+    pub qemu_img: Option<String>,
+}
+
+impl ToolVersions {
+    /// Fixed versions for tests and reference keys.
+    pub fn fixed(qemu_img: &str) -> Self {
+        ToolVersions {
+            qemu_img: Some(qemu_img.to_string()),
+        }
+    }
+}
+
+/// Writes `value` as canonical JSON: object keys sorted by their bytes, no insignificant whitespace.
+/// Independent of whether serde_json preserves insertion order.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// The canonical description of one step, as hashed into its key.
+pub fn describe(
+    kind: &str,
+    runner: u32,
+    params: &Value,
+    inputs: &BTreeMap<&str, StepKey>,
+    tools: &BTreeMap<&str, String>,
+) -> String {
+    let inputs: serde_json::Map<String, Value> = inputs
+        .iter()
+        .map(|(role, key)| (role.to_string(), Value::String(key.to_hex())))
+        .collect();
+    let tools: serde_json::Map<String, Value> = tools
+        .iter()
+        .map(|(name, version)| (name.to_string(), Value::String(version.clone())))
+        .collect();
+    let mut doc = serde_json::Map::new();
+    doc.insert("format".into(), Value::from(KEY_FORMAT_VERSION));
+    doc.insert("inputs".into(), Value::Object(inputs));
+    doc.insert("kind".into(), Value::String(kind.to_string()));
+    doc.insert("params".into(), params.clone());
+    doc.insert("runner".into(), Value::from(runner));
+    doc.insert("tools".into(), Value::Object(tools));
+    canonical_json(&Value::Object(doc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[2,{"d":1,"c":"x"}],"x":null}}"#)
+            .expect("valid json");
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":null,"y":[2,{"c":"x","d":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_through_hex() {
+        let key = StepKey::of_description("x");
+        let hex = key.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex.parse::<StepKey>(), Ok(key));
+        assert!("ABC".parse::<StepKey>().is_err());
+        assert!(hex.to_uppercase().parse::<StepKey>().is_err());
+    }
+
+    #[test]
+    fn sha256_of_the_description_is_the_key() {
+        // Known sha256 of "abc": guards against a silent change of the hash function.
+        assert_eq!(
+            StepKey::of_description("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
