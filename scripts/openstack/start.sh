@@ -50,7 +50,15 @@ EOF
 )
 keystone="http://127.0.0.1:$ks_port"
 glance="http://127.0.0.1:$gl_port"
-admin_password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+# A snapshot of a provisioned Keystone (its database, keys, clouds.yaml) is kept beside the venv
+# after the first start; later starts restore it and rewrite the endpoint URLs, which skips
+# keystone-manage and provisioning (most of the start time). The schema of a fresh Glance is kept too.
+snap="$venv/snapshot-v1"
+if [ -e "$snap/.complete" ]; then
+    admin_password="$(cat "$snap/admin_password")"
+else
+    admin_password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+fi
 
 mkdir -p "$state"/{keystone,glance}/ "$state"/glance/{images,staging,tasks,locks}
 cat >"$state/keystone/keystone.conf" <<EOF
@@ -110,20 +118,37 @@ schema() { # NAME COMMAND...: copy the cached schema to $state/NAME/NAME.sqlite 
         cp "$db" "$tpl.$$" && mv "$tpl.$$" "$tpl"
     fi
 }
-schema keystone "$venv/bin/keystone-manage" --config-file "$state/keystone/keystone.conf" db_sync &
-ks_sync=$!
 schema glance "$venv/bin/glance-manage" --config-file "$state/glance/glance-api.conf" db_sync &
 gl_sync=$!
-wait $ks_sync
-owner=(--keystone-user "$(id -un)" --keystone-group "$(id -gn)")
-manage=("$venv/bin/keystone-manage" --config-file "$state/keystone/keystone.conf")
-"${manage[@]}" fernet_setup "${owner[@]}" >>"$state/keystone/setup.log" 2>&1
-"${manage[@]}" credential_setup "${owner[@]}" >>"$state/keystone/setup.log" 2>&1
-"${manage[@]}" bootstrap --bootstrap-password "$admin_password" \
-    --bootstrap-region-id RegionOne --bootstrap-admin-url "$keystone/v3" \
-    --bootstrap-public-url "$keystone/v3" --bootstrap-internal-url "$keystone/v3" \
-    >>"$state/keystone/setup.log" 2>&1
-wait $gl_sync
+if [ -e "$snap/.complete" ]; then
+    cp -a "$snap/keystone/." "$state/keystone/"
+    "$venv/bin/python" - "$state/keystone/keystone.sqlite" "$(cat "$snap/keystone_url")" \
+        "$keystone" "$(cat "$snap/glance_url")" "$glance" <<'EOF2'
+import sqlite3, sys
+db, old_ks, new_ks, old_gl, new_gl = sys.argv[1:]
+with sqlite3.connect(db) as c:
+    for old, new in ((old_ks + "/v3", new_ks + "/v3"), (old_gl, new_gl)):
+        c.execute("UPDATE endpoint SET url = ? WHERE url = ?", (new, old))
+EOF2
+    for f in clouds.yaml secure.yaml; do
+        sed "s#$(cat "$snap/keystone_url")/v3#$keystone/v3#g" "$snap/$f" >"$state/$f"
+        chmod 600 "$state/$f"
+    done
+    wait $gl_sync
+    provisioned=1
+else
+    schema keystone "$venv/bin/keystone-manage" --config-file "$state/keystone/keystone.conf" db_sync
+    owner=(--keystone-user "$(id -un)" --keystone-group "$(id -gn)")
+    manage=("$venv/bin/keystone-manage" --config-file "$state/keystone/keystone.conf")
+    "${manage[@]}" fernet_setup "${owner[@]}" >>"$state/keystone/setup.log" 2>&1
+    "${manage[@]}" credential_setup "${owner[@]}" >>"$state/keystone/setup.log" 2>&1
+    "${manage[@]}" bootstrap --bootstrap-password "$admin_password" \
+        --bootstrap-region-id RegionOne --bootstrap-admin-url "$keystone/v3" \
+        --bootstrap-public-url "$keystone/v3" --bootstrap-internal-url "$keystone/v3" \
+        >>"$state/keystone/setup.log" 2>&1
+    provisioned=0
+    wait $gl_sync
+fi
 log "databases ready"
 
 # --- servers: own session each, so stop.sh can end a server and its workers by group ---
@@ -147,7 +172,22 @@ wait_http() { # URL NAME
 }
 wait_http "$keystone/v3" keystone
 log "keystone up at $keystone"
-"$venv/bin/python" "$here/provision.py" "$state" "$keystone" "$glance" "$admin_password"
+if [ "$provisioned" = 0 ]; then
+    "$venv/bin/python" "$here/provision.py" "$state" "$keystone" "$glance" "$admin_password"
+    # Snapshot for later starts (sqlite's backup API: consistent while Keystone runs).
+    tmp="$snap.tmp.$$"
+    rm -rf "$tmp" && mkdir -p "$tmp/keystone"
+    cp -a "$state/keystone/fernet-keys" "$state/keystone/fernet-receipts" \
+        "$state/keystone/credential-keys" "$tmp/keystone/"
+    "$venv/bin/python" -c 'import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); s.backup(d); d.close()' \
+        "$state/keystone/keystone.sqlite" "$tmp/keystone/keystone.sqlite"
+    cp "$state/clouds.yaml" "$state/secure.yaml" "$tmp/"
+    echo "$admin_password" >"$tmp/admin_password"
+    echo "$keystone" >"$tmp/keystone_url"
+    echo "$glance" >"$tmp/glance_url"
+    touch "$tmp/.complete"
+    mv -T "$tmp" "$snap" 2>/dev/null || rm -rf "$tmp" # another start made it first
+fi
 wait_http "$glance/healthcheck" glance
 log "glance up at $glance"
 
