@@ -64,3 +64,7 @@ bench-cache: setup
     srv=$!
     while [ ! -s "$root/url" ]; do sleep 0.1; done
     echo "== peak RSS fetching 4 GiB over HTTP into _base, hashing on the fly: $(rss "$probe" fetch "$root/cache" "$(cat "$root/url")")"
+
+# Glance upload benchmark: 1 GiB through kiln-glance vs `curl -T` to one local Glance (ratio, peak RSS).
+bench-glance: setup
+    scripts/openstack/bench-glance.sh 1024 2

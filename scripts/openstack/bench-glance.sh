@@ -65,14 +65,14 @@ for r in $(seq 1 "$rounds"); do
     curl -sf -X PUT -H "X-Auth-Token: $tok" -H 'Content-Type: application/octet-stream' \
         -T "$file" "$GLANCE_URL/v2/images/$id/file"
     t1=$(now)
-    curl_times+=("$(echo "$t1 - $t0" | bc)")
+    curl_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     verify "$id" curl
 
     t0=$(now)
     /usr/bin/time -v -o "$work/time.txt" "$kiln" publish --force --disk-format raw \
         --name "bench-kiln-$r" "$file" >"$work/kiln.json"
     t1=$(now)
-    kiln_times+=("$(echo "$t1 - $t0" | bc)")
+    kiln_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     kiln_rss+=("$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")")
     id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/kiln.json")
     verify "$id" kiln

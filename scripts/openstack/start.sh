@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$1"
 state="$(cd "$1" && pwd)"
 t0=$(date +%s.%N)
-log() { printf 'openstack: %s (%.1fs)\n' "$1" "$(echo "$(date +%s.%N) - $t0" | bc)" >&2; }
+log() { awk -v m="$1" -v t0="$t0" -v t="$(date +%s.%N)" 'BEGIN { printf "openstack: %s (%.1fs)\n", m, t - t0 }' >&2; }
 
 if [ -e "$state/env" ]; then
     echo "openstack: $state/env exists; run stop.sh $state first" >&2
