@@ -223,11 +223,18 @@ pub fn to_text(plan: &Plan, cache: &dyn CacheQuery, sources: &SourceMap) -> Stri
     let cached = plan.steps().filter(|s| cache.is_cached(&s.key)).count();
     let mut out = String::new();
     let qemu_img = plan.tools().qemu_img.as_deref().unwrap_or("absent");
+    let plural = |n: usize, word: &str| {
+        if n == 1 {
+            format!("{n} {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
     let _ = writeln!(
         out,
-        "{} steps for {} images, {cached} cached (key format v{KEY_FORMAT_VERSION}, qemu-img {qemu_img})",
-        plan.len(),
-        plan.cells().len(),
+        "{} for {}, {cached} cached (key format v{KEY_FORMAT_VERSION}, qemu-img {qemu_img})",
+        plural(plan.len(), "step"),
+        plural(plan.cells().len(), "image"),
     );
     for step in plan.steps() {
         let loc = sources.location(step.span);
@@ -298,11 +305,15 @@ fn mermaid_escape(s: &str) -> String {
 /// Renders the DAG; cached steps are drawn filled.
 pub fn to_graph(plan: &Plan, format: GraphFormat, cache: &dyn CacheQuery) -> String {
     let groups = clusters(plan);
-    let index: std::collections::HashMap<&str, usize> = plan
-        .steps()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
+    let graph = plan.graph();
+    let mut edge_list: Vec<(usize, usize, &str)> = graph
+        .edge_indices()
+        .filter_map(|e| {
+            let (a, b) = graph.edge_endpoints(e)?;
+            Some((a.index(), b.index(), graph[e]))
+        })
         .collect();
+    edge_list.sort();
     let label = |s: &Step| format!("{}\n{}", s.id, s.key.short());
     let mut out = String::new();
     match format {
@@ -335,12 +346,8 @@ pub fn to_graph(plan: &Plan, format: GraphFormat, cache: &dyn CacheQuery) -> Str
                     out.push_str("  }\n");
                 }
             }
-            for (from, to, role) in plan.edges() {
-                let _ = writeln!(
-                    out,
-                    "  n{} -> n{} [label=\"{role}\"];",
-                    index[from], index[to]
-                );
+            for (from, to, role) in &edge_list {
+                let _ = writeln!(out, "  n{from} -> n{to} [label=\"{role}\"];");
             }
             out.push_str("}\n");
         }
@@ -362,8 +369,8 @@ pub fn to_graph(plan: &Plan, format: GraphFormat, cache: &dyn CacheQuery) -> Str
                     out.push_str("  end\n");
                 }
             }
-            for (from, to, role) in plan.edges() {
-                let _ = writeln!(out, "  n{} -->|{role}| n{}", index[from], index[to]);
+            for (from, to, role) in &edge_list {
+                let _ = writeln!(out, "  n{from} -->|{role}| n{to}");
             }
             let cached: Vec<String> = plan
                 .steps()
