@@ -5,6 +5,7 @@
 //! domain XML generation, [`run_guest`] (a guest run to a verdict decided from console evidence,
 //! with the domain always removed), and `qemu-img` behind [`DiskTool`].
 
+pub mod build;
 mod console;
 mod domain_xml;
 mod guest;
@@ -12,6 +13,8 @@ mod host;
 mod hypervisor;
 mod libvirt;
 mod qemu_img;
+pub mod runners;
+pub mod scheduler;
 
 pub use console::{Console, Pattern};
 pub use domain_xml::{

@@ -1,0 +1,539 @@
+//! A build: a [`Plan`] run by the [`scheduler`](crate::scheduler) with the real
+//! [`runners`](crate::runners), every output committed to kiln-cache's artifact store under its
+//! step key (so a second build finds it), a run folder with every step's log, events to a
+//! [`Sink`], and a summary of the images.
+
+mod events;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kiln_cache::{
+    Artifact, ArtifactKey, ArtifactSpec, ArtifactStore, BaseCache, CacheError, CacheRoot,
+};
+use kiln_plan::{Plan, Step, StepKind};
+
+pub use events::{BuildEvent, JsonSink, PlainSink, ProgressSink, Sink};
+pub use summary::{ImageRow, render_summary};
+
+use crate::guest::Cancel;
+use crate::host::{Host, resolve_accel};
+use crate::libvirt::Libvirt;
+use crate::runners::{self, Env, GuestHost, Mkisofs, RunError, StepCx, StepLog, output_file};
+use crate::scheduler::{self, Placement, Pools, Resource, Task, TaskError, TaskRunner, TaskStatus};
+
+/// Exit code of `kiln build` when every image was built or cached.
+pub const EXIT_OK: i32 = 0;
+/// Exit code when a step failed (after 1–4, the CLI's codes for pipeline and usage errors).
+pub const EXIT_FAILED: i32 = 5;
+/// Exit code when the build was cancelled (SIGINT): 128 + 2, as shells report it.
+pub const EXIT_CANCELLED: i32 = 130;
+
+/// How to build.
+pub struct BuildOptions {
+    /// The cache (artifacts, `_base`); must be reachable by libvirt's QEMU user.
+    pub cache: CacheRoot,
+    /// Hosts guests run on.
+    pub hosts: Vec<Host>,
+    /// Local pools.
+    pub pools: Pools,
+    /// Where run folders go (`<runs_dir>/<run id>/`).
+    pub runs_dir: PathBuf,
+    /// The run id (domain names carry it): unique per process.
+    pub run_id: String,
+    /// Set on SIGINT.
+    pub cancel: Cancel,
+    /// Progress view.
+    pub sink: Arc<dyn Sink>,
+    /// How often guests are looked at.
+    pub poll_interval: Duration,
+}
+
+impl BuildOptions {
+    /// Defaults for a cache at `cache`: the local host, this machine's pools, run folders in
+    /// `<cache>/runs`, plain lines on stderr.
+    #[must_use]
+    pub fn new(cache: impl Into<PathBuf>) -> Self {
+        let cache: PathBuf = cache.into();
+        Self {
+            runs_dir: cache.join("runs"),
+            cache: CacheRoot::new(cache),
+            hosts: vec![Host::local()],
+            pools: Pools::of_this_machine(),
+            run_id: default_run_id(),
+            cancel: Cancel::new(),
+            sink: Arc::new(PlainSink),
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// `r<pid>-<seconds since epoch, base 36 tail>`: short, unique per process.
+#[must_use]
+pub fn default_run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("r{}-{}", std::process::id(), secs % 1_000_000)
+}
+
+/// One step's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepResult {
+    /// Step id.
+    pub id: String,
+    /// Kind.
+    pub kind: StepKind,
+    /// Key (64 hex).
+    pub key: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub status: TaskStatus,
+    /// The step's log in the run folder.
+    pub log: PathBuf,
+    /// The artifact folder, when complete.
+    pub artifact: Option<PathBuf>,
+}
+
+/// What a build did.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Steps in plan order.
+    pub steps: Vec<StepResult>,
+    /// The images (one per planned cell).
+    pub images: Vec<ImageRow>,
+    /// Cancelled by the user.
+    pub cancelled: bool,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+    /// Guests started (0 on a fully cached build).
+    pub guests_run: usize,
+}
+
+impl BuildResult {
+    /// [`EXIT_OK`], [`EXIT_FAILED`] or [`EXIT_CANCELLED`].
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        if self.cancelled {
+            EXIT_CANCELLED
+        } else if self.steps.iter().all(|s| {
+            matches!(
+                s.status,
+                TaskStatus::Built { .. } | TaskStatus::Cached | TaskStatus::NotNeeded
+            )
+        }) {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        }
+    }
+
+    /// Every failure, `step: message`.
+    #[must_use]
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.steps
+            .iter()
+            .filter_map(|s| match &s.status {
+                TaskStatus::Failed { error, .. } => Some((s.id.clone(), error.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Setting up the build failed before any step ran.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The cache or run folder could not be made.
+    #[error("preparing `{path}`: {source}")]
+    Prepare {
+        /// The folder.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache could not be read.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The steps a build runs: everything but `publish` (a separate command).
+fn buildable(plan: &Plan) -> Vec<&Step> {
+    plan.steps()
+        .filter(|s| s.kind() != StepKind::Publish)
+        .collect()
+}
+
+fn resource(step: &Step) -> Resource {
+    match step.kind() {
+        StepKind::Install | StepKind::Customize | StepKind::BootTest => {
+            let vm = step.host.vm.as_ref();
+            Resource::Guest {
+                vcpus: vm.map_or(1, |v| v.cpus),
+                memory_mib: vm.map_or(1024, |v| v.memory_bytes / (1024 * 1024)),
+            }
+        }
+        StepKind::Convert => Resource::Cpu,
+        _ => Resource::Io,
+    }
+}
+
+fn artifact_key(step: &Step) -> ArtifactKey {
+    ArtifactKey::from_bytes(*step.key.as_bytes())
+}
+
+/// Connection and accelerator of a host, made on first use (a fully cached build never connects).
+struct HostSlot {
+    host: Host,
+    conn: OnceLock<Result<GuestHost, String>>,
+}
+
+struct Runner<'a> {
+    steps: Vec<&'a Step>,
+    index: BTreeMap<&'a str, usize>,
+    store: ArtifactStore,
+    env: Env,
+    hosts: Vec<HostSlot>,
+    artifacts: Mutex<Vec<Option<Artifact>>>,
+    logs: Vec<StepLog>,
+    sink: Arc<dyn Sink>,
+    started: Mutex<Vec<Option<Instant>>>,
+    guests_run: std::sync::atomic::AtomicUsize,
+}
+
+impl Runner<'_> {
+    fn host(&self, h: usize) -> Result<&GuestHost, String> {
+        let slot = &self.hosts[h];
+        slot.conn
+            .get_or_init(|| {
+                let lv = Libvirt::connect(&slot.host.uri).map_err(|e| e.to_string())?;
+                let probe_dir = self.env.run_dir.join("accel-probe");
+                std::fs::create_dir_all(&probe_dir).map_err(|e| e.to_string())?;
+                let _ = runners::make_reachable(&probe_dir);
+                let choice = resolve_accel(&slot.host, &lv, &probe_dir);
+                let _ = std::fs::remove_dir_all(&probe_dir);
+                self.sink.event(&BuildEvent::Host {
+                    uri: slot.host.uri.clone(),
+                    accel: format!("{:?}", choice.domain_type).to_lowercase(),
+                    reason: choice.reason.clone(),
+                });
+                Ok(GuestHost {
+                    hv: Arc::new(lv),
+                    domain_type: choice.domain_type,
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The artifact of step `i`, from this run or the cache.
+    fn artifact(&self, i: usize) -> Result<Artifact, String> {
+        if let Some(a) = &self.artifacts.lock().expect("lock")[i] {
+            return Ok(a.clone());
+        }
+        let step = self.steps[i];
+        let user = step.owners.first().map(|o| o.image.as_str());
+        match self.store.get(&artifact_key(step), user) {
+            Ok(Some(a)) => {
+                self.artifacts.lock().expect("lock")[i] = Some(a.clone());
+                Ok(a)
+            }
+            Ok(None) => Err(format!("the output of `{}` is not in the cache", step.id)),
+            Err(e) => Err(format!("reading the output of `{}`: {e}", step.id)),
+        }
+    }
+
+    fn inputs(&self, step: &Step) -> Result<BTreeMap<&'static str, PathBuf>, String> {
+        let mut inputs = BTreeMap::new();
+        for input in &step.inputs {
+            let Some(&j) = self.index.get(input.step.as_str()) else {
+                return Err(format!("input step `{}` is not in the build", input.step));
+            };
+            let a = self.artifact(j)?;
+            let Some(name) = output_file(a.record.outputs.keys(), input.artifact) else {
+                return Err(format!(
+                    "the output of `{}` has no `{}` (it has: {})",
+                    input.step,
+                    input.artifact,
+                    a.record
+                        .outputs
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            };
+            inputs.insert(input.role, a.output(name));
+        }
+        Ok(inputs)
+    }
+}
+
+impl TaskRunner for Runner<'_> {
+    fn is_cached(&self, i: usize) -> bool {
+        matches!(self.store.peek(&artifact_key(self.steps[i])), Ok(Some(_)))
+    }
+
+    fn run(&self, i: usize, placement: Placement) -> Result<(), TaskError> {
+        let step = self.steps[i];
+        let log = &self.logs[i];
+        log.line(format_args!(
+            "step `{}` ({}), key {}",
+            step.id,
+            step.kind(),
+            step.key
+        ));
+        let inputs = self.inputs(step).map_err(|e| {
+            log.line(&e);
+            TaskError::Failed(format!("step `{}`: {e}", step.id))
+        })?;
+        let host = match placement {
+            Placement::Host(h) => Some(self.host(h).map_err(|e| {
+                let msg = format!("step `{}`: host `{}`: {e}", step.id, self.hosts[h].host.uri);
+                log.line(&msg);
+                TaskError::Failed(msg)
+            })?),
+            Placement::Local => None,
+        };
+        if host.is_some() {
+            self.guests_run
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let cx = StepCx {
+            step,
+            inputs,
+            env: &self.env,
+            host,
+            log,
+        };
+        let spec = ArtifactSpec {
+            kind: step.kind().name().to_owned(),
+            inputs: step
+                .inputs
+                .iter()
+                .filter_map(|inp| {
+                    let j = *self.index.get(inp.step.as_str())?;
+                    Some((inp.role.to_owned(), self.steps[j].key.to_hex()))
+                })
+                .collect(),
+            tools: BTreeMap::new(),
+            user: step.owners.first().map(|o| o.image.clone()),
+        };
+        match self
+            .store
+            .get_or_build(&artifact_key(step), spec, |staging| {
+                runners::run_step(&cx, staging)
+            }) {
+            Ok(a) => {
+                log.line(format_args!(
+                    "committed `{}` ({} bytes{})",
+                    a.dir.display(),
+                    a.record.size(),
+                    if a.reused {
+                        ", built by another process"
+                    } else {
+                        ""
+                    }
+                ));
+                self.artifacts.lock().expect("lock")[i] = Some(a);
+                Ok(())
+            }
+            Err(CacheError::Builder { source, .. }) => match source.downcast::<RunError>() {
+                Ok(e) => match *e {
+                    RunError::Cancelled => {
+                        log.line("cancelled");
+                        Err(TaskError::Cancelled)
+                    }
+                    RunError::Failed(m) => {
+                        log.line(&m);
+                        Err(TaskError::Failed(m))
+                    }
+                },
+                Err(other) => {
+                    log.line(&other);
+                    Err(TaskError::Failed(format!("step `{}`: {other}", step.id)))
+                }
+            },
+            Err(e) => {
+                let msg = format!("step `{}`: cache: {e}", step.id);
+                log.line(&msg);
+                Err(TaskError::Failed(msg))
+            }
+        }
+    }
+
+    fn event(&self, event: &scheduler::Event) {
+        match event {
+            scheduler::Event::Started { task, placement } => {
+                self.started.lock().expect("lock")[*task] = Some(Instant::now());
+                let step = self.steps[*task];
+                self.sink.event(&BuildEvent::Started {
+                    step: step.id.to_string(),
+                    kind: step.kind(),
+                    host: match placement {
+                        Placement::Host(h) => Some(self.hosts[*h].host.uri.clone()),
+                        Placement::Local => None,
+                    },
+                });
+            }
+            scheduler::Event::Ended { task, status } => {
+                let step = self.steps[*task];
+                let bytes = match status {
+                    TaskStatus::Built { .. } => self.artifacts.lock().expect("lock")[*task]
+                        .as_ref()
+                        .map(|a| a.record.size()),
+                    _ => None,
+                };
+                self.sink.event(&BuildEvent::Ended {
+                    step: step.id.to_string(),
+                    kind: step.kind(),
+                    status: status.clone(),
+                    bytes,
+                });
+            }
+        }
+    }
+}
+
+/// Runs the build of `plan`.
+///
+/// # Errors
+/// The cache or run folder cannot be prepared. Step failures are in the result, not errors.
+pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError> {
+    let t0 = Instant::now();
+    let prepare = |path: &PathBuf| -> Result<(), BuildError> {
+        std::fs::create_dir_all(path)
+            .and_then(|()| runners::make_reachable(path))
+            .map_err(|source| BuildError::Prepare {
+                path: path.clone(),
+                source,
+            })
+    };
+    let cache_path = opts.cache.path().to_path_buf();
+    prepare(&cache_path)?;
+    opts.cache.create_dirs()?;
+    for dir in [opts.cache.artifacts_dir(), opts.cache.base_dir()] {
+        prepare(&dir)?;
+    }
+    prepare(&opts.runs_dir)?;
+    let run_dir = opts.runs_dir.join(&opts.run_id);
+    prepare(&run_dir)?;
+
+    let steps = buildable(plan);
+    let index: BTreeMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let tasks: Vec<Task> = steps
+        .iter()
+        .map(|s| Task {
+            name: s.id.to_string(),
+            deps: s
+                .inputs
+                .iter()
+                .filter_map(|inp| index.get(inp.step.as_str()).copied())
+                .collect(),
+            resource: resource(s),
+        })
+        .collect();
+    let logs: Vec<StepLog> = steps
+        .iter()
+        .map(|s| {
+            StepLog::create(run_dir.join(format!("{}.log", runners::file_stem(s.id.as_str()))))
+        })
+        .collect();
+    let runner = Runner {
+        index: index.clone(),
+        store: ArtifactStore::new(opts.cache.clone()),
+        env: Env {
+            base: BaseCache::new(opts.cache.clone(), kiln_cache::QemuImg::default()),
+            qemu_img: crate::qemu_img::QemuImg::default(),
+            mkisofs: Mkisofs::default(),
+            run_id: opts.run_id.clone(),
+            run_dir: run_dir.clone(),
+            cancel: opts.cancel.clone(),
+            poll_interval: opts.poll_interval,
+        },
+        hosts: opts
+            .hosts
+            .iter()
+            .map(|h| HostSlot {
+                host: h.clone(),
+                conn: OnceLock::new(),
+            })
+            .collect(),
+        artifacts: Mutex::new(vec![None; steps.len()]),
+        logs,
+        sink: Arc::clone(&opts.sink),
+        started: Mutex::new(vec![None; steps.len()]),
+        guests_run: std::sync::atomic::AtomicUsize::new(0),
+        steps,
+    };
+    let capacities: Vec<_> = opts.hosts.iter().map(|h| h.capacity).collect();
+    let report = scheduler::run(&tasks, &capacities, opts.pools, &runner, &opts.cancel);
+
+    let mut results = Vec::with_capacity(runner.steps.len());
+    for (i, step) in runner.steps.iter().enumerate() {
+        let status = report.statuses[i].clone();
+        let artifact = match status {
+            TaskStatus::Built { .. } | TaskStatus::Cached => runner.artifact(i).ok().map(|a| a.dir),
+            _ => None,
+        };
+        results.push(StepResult {
+            id: step.id.to_string(),
+            kind: step.kind(),
+            key: step.key.to_hex(),
+            status,
+            log: runner.logs[i].path().to_path_buf(),
+            artifact,
+        });
+    }
+    let images = summary::rows(plan, &runner, &results);
+    let result = BuildResult {
+        run_dir,
+        steps: results,
+        images,
+        cancelled: report.cancelled,
+        elapsed: t0.elapsed(),
+        guests_run: runner.guests_run.load(std::sync::atomic::Ordering::SeqCst),
+    };
+    opts.sink.event(&BuildEvent::Finished {
+        exit_code: result.exit_code(),
+        elapsed: result.elapsed,
+    });
+    Ok(result)
+}
+
+/// Content digests of local files for the planner, remembered in the cache's hash memo so an
+/// unchanged multi-GB ISO is not read again on the next build.
+#[derive(Debug, Clone)]
+pub struct MemoDigests(kiln_cache::HashMemo);
+
+impl MemoDigests {
+    /// The memo of the cache at `root`.
+    #[must_use]
+    pub fn new(root: &CacheRoot) -> Self {
+        Self(kiln_cache::HashMemo::new(root.memo_dir()))
+    }
+}
+
+impl kiln_plan::ContentDigest for MemoDigests {
+    fn sha256(&self, path: &std::path::Path) -> std::io::Result<String> {
+        let hashed = self
+            .0
+            .hash(path, &[kiln_cache::Algo::Sha256])
+            .map_err(std::io::Error::other)?;
+        hashed
+            .digests
+            .get(kiln_cache::Algo::Sha256)
+            .map(str::to_owned)
+            .ok_or_else(|| std::io::Error::other("no sha256 computed"))
+    }
+}

@@ -1,0 +1,121 @@
+//! `boot-test`: boots a throwaway overlay of the converted image the way a cloud would — a fresh
+//! NoCloud seed with a new instance id — and requires proof on the serial console: a nonce printed
+//! by the seed's `runcmd` (so cloud-init ran on first boot), plus every `expect` line of the
+//! pipeline. The artifact is the console log; the overlay and seed are removed.
+
+use std::time::Duration;
+
+use kiln_cache::Staging;
+use kiln_plan::StepParams;
+
+use super::customize::overlay;
+use super::media::build_iso;
+use super::{RunError, StepCx, fail, nonce};
+use crate::console::Pattern;
+use crate::domain_xml::{BootFrom, Disk, DiskFormat, DomainSpec, Media, MediaKind, OnReboot};
+use crate::guest::{Completion, GuestSpec, Persistence, domain_name, run_guest};
+
+/// Used when the plan gives none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError> {
+    let step = cx.step;
+    let StepParams::BootTest(p) = &step.params else {
+        return fail(format!("step `{}` is not boot-test", step.id));
+    };
+    let host = cx.guest_host()?;
+    let shape = cx.machine()?;
+    let scratch = cx.scratch()?;
+    let image = cx.input("image")?;
+    let disk = scratch.join("boot-test.qcow2");
+    let _ = std::fs::remove_file(&disk);
+    overlay(cx, image, &disk, None)?;
+
+    let nonce = nonce();
+    let seed_dir = scratch.join("seed");
+    let _ = std::fs::remove_dir_all(&seed_dir);
+    std::fs::create_dir_all(&seed_dir)
+        .or_else(|e| fail(format!("creating `{}`: {e}", seed_dir.display())))?;
+    let proof = format!("KILN-BOOT-OK {nonce}");
+    let user_data = format!(
+        "#cloud-config\nruncmd:\n  - [sh, -c, 'echo \"{proof}\" > /dev/ttyS0']\npower_state:\n  mode: poweroff\n  delay: now\n"
+    );
+    let meta = format!("instance-id: kiln-boot-{nonce}\nlocal-hostname: kiln-boot-test\n");
+    for (name, text) in [("user-data", &user_data), ("meta-data", &meta)] {
+        std::fs::write(seed_dir.join(name), text)
+            .or_else(|e| fail(format!("step `{}`: writing `{name}`: {e}", step.id)))?;
+    }
+    let seed = scratch.join("seed.iso");
+    build_iso(&cx.env.mkisofs, &seed_dir, "cidata", &seed)?;
+
+    let console_log = cx
+        .env
+        .run_dir
+        .join(format!("{}.console.log", cx.file_stem()));
+    let spec = GuestSpec {
+        step: step.id.to_string(),
+        domain: DomainSpec {
+            name: domain_name(&cx.env.run_id, step.id.as_str()),
+            domain_type: host.domain_type,
+            machine: shape.machine,
+            firmware: shape.firmware(&scratch),
+            tpm: shape.tpm,
+            vcpus: shape.vcpus,
+            memory_mib: shape.memory_mib,
+            root_disk: Some(Disk {
+                path: disk,
+                format: DiskFormat::Qcow2,
+            }),
+            installer_iso: None,
+            drivers_iso: None,
+            extra_media: vec![Media {
+                path: seed,
+                kind: MediaKind::Cdrom,
+            }],
+            serial_log: console_log.clone(),
+            boot: BootFrom::Disk,
+            on_reboot: OnReboot::Destroy,
+            user_network: false,
+        },
+        success: Pattern::substring(proof.clone()),
+        failure: None,
+        completion: Completion::SuccessLine,
+        timeout: step.exec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        inactivity: None,
+        persistence: Persistence::Persistent,
+        poll_interval: cx.env.poll_interval,
+    };
+    cx.log.line(format_args!(
+        "boot-test: domain `{}`, nonce `{nonce}`, console `{}`",
+        spec.domain.name,
+        console_log.display()
+    ));
+    let outcome = run_guest(host.hv.as_ref(), &spec, &cx.env.cancel)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let missing: Vec<&String> = p
+        .expect
+        .iter()
+        .filter(|e| !outcome.console.contains(e.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        let tail: Vec<&str> = outcome.console.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return fail(format!(
+            "step `{}`: the console never showed {}; console `{}`, last lines:\n  | {}",
+            step.id,
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            console_log.display(),
+            tail.join("\n  | ")
+        ));
+    }
+    cx.log.line(format_args!(
+        "boot-test: proof seen after {:?}",
+        outcome.timings.run
+    ));
+    std::fs::write(staging.path("console-log.txt"), &outcome.console)
+        .or_else(|e| fail(format!("step `{}`: {e}", step.id)))
+}

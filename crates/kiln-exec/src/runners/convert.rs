@@ -1,0 +1,46 @@
+//! `convert`: `qemu-img convert` of the final disk (flattening overlays) into the output format,
+//! qcow2 compressed with zstd or zlib where asked. The artifact store then reads the result once,
+//! computing md5, sha256 and sha512 in the same pass (one thread per digest), for the summary and
+//! Glance.
+
+use kiln_cache::Staging;
+use kiln_plan::StepParams;
+
+use super::create_disk::disk_format;
+use super::customize::resize;
+use super::{RunError, StepCx, fail};
+use crate::qemu_img::{Compression, ConvertOptions, DiskTool as _};
+
+pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError> {
+    let step = cx.step;
+    let StepParams::Convert(p) = &step.params else {
+        return fail(format!("step `{}` is not convert", step.id));
+    };
+    let src = cx.input("disk")?;
+    let format = disk_format(p.format);
+    let dest = staging.path(&format!("image.{}", format.as_str()));
+    let opts = ConvertOptions {
+        format,
+        compression: match p.compression {
+            "zstd" => Some(Compression::Zstd),
+            "zlib" => Some(Compression::Zlib),
+            _ => None,
+        },
+        ..ConvertOptions::default()
+    };
+    cx.log.line(format_args!(
+        "qemu-img convert {} → {} ({} {})",
+        src.display(),
+        dest.display(),
+        p.format,
+        p.compression
+    ));
+    cx.env
+        .qemu_img
+        .convert(src, None, &dest, &opts)
+        .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    if let Some(size) = p.grow_to_bytes {
+        resize(&dest, size).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    }
+    Ok(())
+}

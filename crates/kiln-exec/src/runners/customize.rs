@@ -1,0 +1,123 @@
+//! `customize`: boots the installed disk through a qcow2 overlay (the install's artifact stays
+//! pristine; the overlay is this step's artifact, backed by it) with the NoCloud seed, until the
+//! guest powers off after `KILN-CUSTOMIZE-OK` (see [`super::seed`]).
+
+use std::time::Duration;
+
+use kiln_cache::Staging;
+use kiln_plan::StepParams;
+
+use super::seed::{CUSTOMIZE_FAILED, CUSTOMIZE_OK};
+use super::{RunError, StepCx, fail};
+use crate::console::Pattern;
+use crate::domain_xml::{BootFrom, Disk, DiskFormat, DomainSpec, Media, MediaKind, OnReboot};
+use crate::guest::{Completion, GuestSpec, Persistence, domain_name, run_guest};
+use crate::qemu_img::DiskTool as _;
+
+/// Used when the plan gives none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError> {
+    let step = cx.step;
+    let StepParams::Customize(p) = &step.params else {
+        return fail(format!("step `{}` is not customize", step.id));
+    };
+    let host = cx.guest_host()?;
+    let shape = cx.machine()?;
+    let scratch = cx.scratch()?;
+    let base = cx.input("disk")?;
+    let disk = staging.path("disk.qcow2");
+    overlay(cx, base, &disk, p.grow_to_bytes)?;
+    super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    let stem = cx.file_stem();
+    let spec = GuestSpec {
+        step: step.id.to_string(),
+        domain: DomainSpec {
+            name: domain_name(&cx.env.run_id, step.id.as_str()),
+            domain_type: host.domain_type,
+            machine: shape.machine,
+            firmware: shape.firmware(&scratch),
+            tpm: shape.tpm,
+            vcpus: shape.vcpus,
+            memory_mib: shape.memory_mib,
+            root_disk: Some(Disk {
+                path: disk,
+                format: DiskFormat::Qcow2,
+            }),
+            installer_iso: None,
+            drivers_iso: None,
+            extra_media: vec![Media {
+                path: cx.input("seed")?.to_owned(),
+                kind: MediaKind::Cdrom,
+            }],
+            serial_log: cx.env.run_dir.join(format!("{stem}.console.log")),
+            boot: BootFrom::Disk,
+            on_reboot: OnReboot::Destroy,
+            user_network: false,
+        },
+        success: Pattern::regex(CUSTOMIZE_OK).expect("valid regex"),
+        failure: Some(Pattern::regex(CUSTOMIZE_FAILED).expect("valid regex")),
+        completion: Completion::PowerOff,
+        timeout: step.exec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        inactivity: None,
+        persistence: Persistence::Persistent,
+        poll_interval: cx.env.poll_interval,
+    };
+    cx.log.line(format_args!(
+        "customize: domain `{}`, overlay on `{}`, console `{}`",
+        spec.domain.name,
+        base.display(),
+        spec.domain.serial_log.display()
+    ));
+    let outcome = run_guest(host.hv.as_ref(), &spec, &cx.env.cancel)?;
+    cx.log.line(format_args!(
+        "customize: `{}` after {:?}",
+        outcome.success_line, outcome.timings.run
+    ));
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// A qcow2 overlay at `dest` on `base` (format from `qemu-img info`), grown to `grow_to` bytes.
+pub(crate) fn overlay(
+    cx: &StepCx<'_>,
+    base: &std::path::Path,
+    dest: &std::path::Path,
+    grow_to: Option<u64>,
+) -> Result<(), RunError> {
+    let id = &cx.step.id;
+    let qemu = &cx.env.qemu_img;
+    let info = qemu
+        .info(base)
+        .or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    let format = if info.format == "raw" {
+        DiskFormat::Raw
+    } else {
+        DiskFormat::Qcow2
+    };
+    let base = std::path::absolute(base).or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    qemu.create_overlay(dest, &base, format)
+        .or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    if let Some(size) = grow_to.filter(|&s| s > info.virtual_size) {
+        resize(dest, size).or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `qemu-img resize` (growing only).
+pub(crate) fn resize(path: &std::path::Path, size: u64) -> Result<(), String> {
+    let out = std::process::Command::new("qemu-img")
+        .args(["resize", "-q"])
+        .arg(path)
+        .arg(size.to_string())
+        .output()
+        .map_err(|e| format!("running `qemu-img resize`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`qemu-img resize {} {size}` failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}

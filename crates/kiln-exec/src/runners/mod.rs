@@ -1,0 +1,313 @@
+//! Step runners: one file per step kind, each doing the step for real and writing its outputs into
+//! the artifact store's staging folder (committed atomically under the step key by the caller).
+//!
+//! Output files are named `<artifact>.<ext>` (`disk.qcow2`, `source.iso`, `image.qcow2`, ...);
+//! consumers find an input by its artifact name ([`output_file`]).
+
+mod answer_media;
+mod boot_test;
+mod convert;
+mod create_disk;
+mod customize;
+mod fetch;
+mod install;
+mod media;
+mod seed;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_cache::{BaseCache, Staging};
+use kiln_plan::{Step, StepKind, StepParams};
+
+use crate::domain_xml::{DomainType, Firmware, Machine};
+use crate::guest::{Cancel, GuestError};
+use crate::hypervisor::Hypervisor;
+use crate::qemu_img::QemuImg;
+
+pub use media::{Mkisofs, build_iso};
+pub use seed::user_data;
+
+/// Why a runner stopped.
+#[derive(Debug)]
+pub enum RunError {
+    /// The step failed; the message names the step and says why.
+    Failed(String),
+    /// The run was cancelled while the step ran.
+    Cancelled,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Failed(m) => f.write_str(m),
+            RunError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<GuestError> for RunError {
+    fn from(e: GuestError) -> Self {
+        match e {
+            GuestError::Cancelled { .. } => RunError::Cancelled,
+            e => RunError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// `Err(RunError::Failed(..))` from anything displayable.
+pub(crate) fn fail<T>(msg: impl fmt::Display) -> Result<T, RunError> {
+    Err(RunError::Failed(msg.to_string()))
+}
+
+/// A connected host a guest step runs on.
+pub struct GuestHost {
+    /// The connection.
+    pub hv: Arc<dyn Hypervisor>,
+    /// The accelerator chosen for it.
+    pub domain_type: DomainType,
+}
+
+/// Shared by every step of a run.
+pub struct Env {
+    /// The `_base` cache (fetches).
+    pub base: BaseCache,
+    /// `qemu-img`.
+    pub qemu_img: QemuImg,
+    /// ISO builder for media.
+    pub mkisofs: Mkisofs,
+    /// The run's id (in domain names).
+    pub run_id: String,
+    /// The run folder: step logs, consoles, scratch files.
+    pub run_dir: PathBuf,
+    /// Stops guests.
+    pub cancel: Cancel,
+    /// How often guests are looked at.
+    pub poll_interval: Duration,
+}
+
+/// One step's context.
+pub struct StepCx<'a> {
+    /// The step.
+    pub step: &'a Step,
+    /// Input files by role (`disk`, `source`, `seed`, ...).
+    pub inputs: BTreeMap<&'static str, PathBuf>,
+    /// The shared environment.
+    pub env: &'a Env,
+    /// The host for guest steps.
+    pub host: Option<&'a GuestHost>,
+    /// The step's log.
+    pub log: &'a StepLog,
+}
+
+impl StepCx<'_> {
+    /// The input with role `role`, or a failure naming it.
+    pub(crate) fn input(&self, role: &str) -> Result<&Path, RunError> {
+        match self.inputs.get(role) {
+            Some(p) => Ok(p),
+            None => fail(format!(
+                "step `{}`: input `{role}` is missing",
+                self.step.id
+            )),
+        }
+    }
+
+    /// The step's id with characters unfit for file names replaced.
+    pub(crate) fn file_stem(&self) -> String {
+        file_stem(self.step.id.as_str())
+    }
+
+    /// A scratch folder for this step in the run folder (made reachable for libvirt's QEMU user).
+    pub(crate) fn scratch(&self) -> Result<PathBuf, RunError> {
+        let dir = self.env.run_dir.join(format!("{}.work", self.file_stem()));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| make_reachable(&dir))
+            .or_else(|e| fail(format!("creating `{}`: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// The host of a guest step.
+    pub(crate) fn guest_host(&self) -> Result<&GuestHost, RunError> {
+        match self.host {
+            Some(h) => Ok(h),
+            None => fail(format!("step `{}`: no host was assigned", self.step.id)),
+        }
+    }
+
+    /// Machine shape from the step's params and host requirements.
+    pub(crate) fn machine(&self) -> Result<VmShape, RunError> {
+        let machine = match &self.step.params {
+            StepParams::Install(p) => &p.machine,
+            StepParams::Customize(p) => &p.machine,
+            StepParams::BootTest(p) => &p.machine,
+            _ => return fail(format!("step `{}` boots no guest", self.step.id)),
+        };
+        let vm = self.step.host.vm.as_ref();
+        Ok(VmShape {
+            machine: if machine.machine_type == "q35" {
+                Machine::Q35
+            } else {
+                Machine::Pc
+            },
+            uefi: (machine.firmware == "uefi").then_some(machine.secure_boot),
+            tpm: machine.tpm,
+            vcpus: vm.map_or(1, |v| v.cpus),
+            memory_mib: vm.map_or(1024, |v| v.memory_bytes / (1024 * 1024)),
+        })
+    }
+}
+
+/// The guest's shape.
+pub(crate) struct VmShape {
+    pub machine: Machine,
+    /// `Some(secure_boot)` for UEFI.
+    pub uefi: Option<bool>,
+    pub tpm: bool,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+}
+
+impl VmShape {
+    /// The firmware, with a UEFI variable store in `scratch`.
+    pub(crate) fn firmware(&self, scratch: &Path) -> Firmware {
+        match self.uefi {
+            Some(secure_boot) => Firmware::Uefi {
+                nvram: scratch.join("nvram.fd"),
+                secure_boot,
+            },
+            None => Firmware::Bios,
+        }
+    }
+}
+
+/// A step's log file in the run folder: what the runner did, line by line.
+pub struct StepLog {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+}
+
+impl StepLog {
+    /// Opens (creates) the log at `path`.
+    #[must_use]
+    pub fn create(path: PathBuf) -> Self {
+        let file = File::create(&path).ok();
+        Self {
+            path,
+            file: Mutex::new(file),
+        }
+    }
+
+    /// Where it is.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends a line (logging never fails a step).
+    pub fn line(&self, text: impl fmt::Display) {
+        let mut guard = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = guard.as_mut() {
+            let _ = writeln!(f, "{text}");
+        }
+    }
+}
+
+/// `a/b c` → `a_b_c`: a step id as a file name.
+#[must_use]
+pub fn file_stem(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Gives a folder mode 0755 so libvirt's QEMU user can reach files in it.
+pub(crate) fn make_reachable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+}
+
+/// The file in an artifact folder holding output `artifact`: named `artifact` or `artifact.<ext>`.
+#[must_use]
+pub fn output_file<'a>(
+    outputs: impl IntoIterator<Item = &'a String>,
+    artifact: &str,
+) -> Option<&'a String> {
+    outputs.into_iter().find(|name| {
+        name.as_str() == artifact
+            || name
+                .strip_prefix(artifact)
+                .is_some_and(|rest| rest.starts_with('.') && !rest[1..].contains('/'))
+    })
+}
+
+/// Runs one step into `staging`.
+///
+/// # Errors
+/// The step failed or was cancelled.
+pub fn run_step(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError> {
+    if cx.env.cancel.is_cancelled() {
+        return Err(RunError::Cancelled);
+    }
+    match cx.step.kind() {
+        StepKind::FetchSource | StepKind::FetchDrivers => fetch::run(cx, staging),
+        StepKind::CreateDisk => create_disk::run(cx, staging),
+        StepKind::AnswerMedia => answer_media::run(cx, staging),
+        StepKind::Install => install::run(cx, staging),
+        StepKind::CustomizeSeed => seed::run(cx, staging),
+        StepKind::Customize => customize::run(cx, staging),
+        StepKind::BootTest => boot_test::run(cx, staging),
+        StepKind::Convert => convert::run(cx, staging),
+        StepKind::Publish => fail(format!(
+            "step `{}`: publishing is not part of `kiln build`",
+            cx.step.id
+        )),
+    }
+}
+
+/// Copies a disk image file keeping holes (a blank qcow2 or a sparse raw disk stays small).
+pub(crate) fn copy_sparse(from: &Path, to: &Path) -> Result<(), RunError> {
+    let out = std::process::Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto"])
+        .arg(from)
+        .arg(to)
+        .output()
+        .or_else(|e| fail(format!("running `cp`: {e}")))?;
+    if !out.status.success() {
+        return fail(format!(
+            "copying `{}` to `{}`: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// A value that differs between runs and processes (nonces, instance ids).
+pub(crate) fn nonce() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
