@@ -384,6 +384,22 @@ impl TaskRunner for Runner<'_> {
             }
             scheduler::Event::Ended { task, status } => {
                 let step = self.steps[*task];
+                let log = &self.logs[*task];
+                match status {
+                    TaskStatus::Cached => log.line(format_args!(
+                        "step `{}`: cached in `{}`",
+                        step.id,
+                        self.store.entry_dir(&artifact_key(step)).display()
+                    )),
+                    TaskStatus::NotNeeded => log.line(format_args!(
+                        "step `{}`: not needed (everything that uses it is cached)",
+                        step.id
+                    )),
+                    TaskStatus::Skipped { because } => {
+                        log.line(format_args!("step `{}`: skipped ({because})", step.id));
+                    }
+                    _ => {}
+                }
                 let bytes = match status {
                     TaskStatus::Built { .. } => self.artifacts.lock().expect("lock")[*task]
                         .as_ref()

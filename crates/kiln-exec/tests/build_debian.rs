@@ -40,12 +40,12 @@ fn pipeline(customized: &str) -> String {
     source "installer.iso"
     disk size="2GiB"
     machine cpus=2 memory="1GiB"
-    install "kiln-install" file="kiln-install.cfg" timeout="15m"
-    customize "cloud-init" timeout="15m" {{
+    install "kiln-install" file="kiln-install.cfg" timeout="30m"
+    customize "cloud-init" timeout="30m" {{
         file "/etc/kiln/customized.txt" content="{customized}"
         run "echo ran > /etc/kiln/run.txt"
     }}
-    boot-test timeout="15m"
+    boot-test timeout="30m"
     output format="qcow2" compression="zstd"
 }}
 "#

@@ -14,7 +14,7 @@ use kiln_exec::build::{
     BuildEvent, BuildOptions, BuildResult, MemoDigests, PlainSink, Sink, build,
 };
 use kiln_exec::scheduler::TaskStatus;
-use kiln_exec::{Accel, Cancel, Host};
+use kiln_exec::{Accel, Host};
 use kiln_plan::{Plan, PlanOptions, StepKind, ToolVersions};
 
 /// A pipeline installing `iso` (next to the file) with method `none`, converted to qcow2.
@@ -178,7 +178,7 @@ fn hanging_installer_hits_the_timeout_with_console_and_screenshot() {
 }
 
 #[test]
-fn cancel_mid_install_destroys_the_guest_and_commits_nothing() {
+fn sigint_mid_install_destroys_the_guest_and_commits_nothing() {
     let dir = workdir();
     fixtures(dir.path());
     let file = write(
@@ -188,7 +188,7 @@ fn cancel_mid_install_destroys_the_guest_and_commits_nothing() {
     );
     let run = common::run_id("cancel");
     let opts = options(dir.path(), &run);
-    let cancel: Cancel = opts.cancel.clone();
+    signal_hook::flag::register(signal_hook::consts::SIGINT, opts.cancel.flag()).unwrap();
     let plan = plan_files(&[file], &dir.path().join("cache"));
     let watcher = {
         let run = run.clone();
@@ -199,7 +199,12 @@ fn cancel_mid_install_destroys_the_guest_and_commits_nothing() {
                 std::thread::sleep(Duration::from_millis(100));
             }
             std::thread::sleep(Duration::from_millis(500));
-            cancel.cancel();
+            // Ctrl-C: SIGINT to this process, wired to the cancel flag as the CLI wires it.
+            let st = std::process::Command::new("kill")
+                .args(["-INT", &std::process::id().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
         })
     };
     let r = build(&plan, &opts).unwrap();
