@@ -27,17 +27,20 @@ fmt:
 check:
     cargo run --quiet --locked -p kiln -- check pipelines/
 
-# The main job on the bundled demo pipelines.
+# The main job: build kiln's Debian fixture ISO, then `kiln build` the demo pipeline end to end.
 demo: setup
-    cargo run --quiet --locked -p kiln -- check pipelines/
+    mkdir -p .kiln/fixtures
+    ln -sfn "$(fixtures/debian/build.sh)" .kiln/fixtures/debian-installer.iso
+    cargo run --quiet --locked -p kiln -- build pipelines/demo-debian.kdl --cache-dir /var/lib/kiln/cache
 
 # Install the host packages and tools the tests and the demo need (idempotent).
 setup:
     scripts/setup-host.sh
 
-# Benchmark the guest runner: tiny ISO via libvirt vs plain QEMU, phases, 4 parallel vs sequential.
+# Benchmark the guest runner (tiny ISO via libvirt vs plain QEMU, phases, 4 parallel vs sequential) and kiln build (no-op rebuild, 4 pipelines parallel vs sequential).
 bench-exec: setup
     cargo bench --locked -p kiln-exec --bench exec
+    cargo bench --locked -p kiln-exec --bench build
 
 # Benchmark hashing (release): one pass md5+sha512+sha256 vs coreutils, memo re-hash, peak RSS.
 bench-cache: setup
