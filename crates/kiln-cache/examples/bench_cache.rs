@@ -27,17 +27,71 @@ fn main() -> Result<(), Error> {
     }
 }
 
-fn shell(script: &str, file: &str) -> Result<Duration, Error> {
+/// CPU time (user + system) of this process (`RUSAGE_SELF`, all threads) or of its waited-for children.
+fn cpu(who: libc::c_int) -> Duration {
+    // SAFETY: `rusage` is plain data and getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a `rusage`.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Wall and CPU time of one measurement.
+#[derive(Clone, Copy)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Cost {
+    const MAX: Cost = Cost {
+        wall: Duration::MAX,
+        cpu: Duration::MAX,
+    };
+
+    fn min(self, other: Cost) -> Cost {
+        Cost {
+            wall: self.wall.min(other.wall),
+            cpu: self.cpu.min(other.cpu),
+        }
+    }
+}
+
+fn shell(script: &str, file: &str) -> Result<Cost, Error> {
+    let cpu0 = cpu(libc::RUSAGE_CHILDREN);
     let start = Instant::now();
     let status = Command::new("sh")
         .args(["-c", script, "sh", file])
         .stdout(std::process::Stdio::null())
         .status()?;
-    let elapsed = start.elapsed();
+    let wall = start.elapsed();
     if !status.success() {
         return Err(format!("`{script}` failed").into());
     }
-    Ok(elapsed)
+    Ok(Cost {
+        wall,
+        cpu: cpu(libc::RUSAGE_CHILDREN) - cpu0,
+    })
+}
+
+fn kiln(file: &str, algos: &[Algo], size: u64) -> Result<Cost, Error> {
+    let cpu0 = cpu(libc::RUSAGE_SELF);
+    let start = Instant::now();
+    let (n, d) = hash_file(file, algos)?;
+    let wall = start.elapsed();
+    assert_eq!(n, size);
+    assert!(d.covers(algos));
+    Ok(Cost {
+        wall,
+        cpu: cpu(libc::RUSAGE_SELF) - cpu0,
+    })
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().next().unwrap_or("?").to_owned())
+        .unwrap_or_default()
 }
 
 fn compare(file: &str, rounds: usize) -> Result<(), Error> {
@@ -45,49 +99,64 @@ fn compare(file: &str, rounds: usize) -> Result<(), Error> {
     let mib = size as f64 / (1 << 20) as f64;
     // Warm the page cache.
     shell("cat \"$1\" > /dev/null", file)?;
-    let algos = [Algo::Md5, Algo::Sha512, Algo::Sha256];
-    let (mut kiln, mut md5, mut pair) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let three = [Algo::Md5, Algo::Sha512, Algo::Sha256];
+    let glance = [Algo::Md5, Algo::Sha512];
+    let (mut md5, mut pair, mut k3, mut k2) = (Cost::MAX, Cost::MAX, Cost::MAX, Cost::MAX);
+    let mut alone = [Cost::MAX; 3];
+    let load_before = load();
     // Interleaved rounds, best of each: the machine is shared, the minimum is the least disturbed run.
     for round in 1..=rounds {
-        let t = shell("md5sum \"$1\"", file)?;
-        md5 = md5.min(t);
-        let p = shell("md5sum \"$1\" && sha512sum \"$1\"", file)?;
-        pair = pair.min(p);
-        let start = Instant::now();
-        let (n, d) = hash_file(file, &algos)?;
-        let k = start.elapsed();
-        assert_eq!(n, size);
-        assert!(d.covers(&algos));
-        kiln = kiln.min(k);
-        eprintln!(
-            "round {round}: md5sum {:.2}s, md5sum && sha512sum {:.2}s, kiln md5+sha512+sha256 {:.2}s",
-            t.as_secs_f64(),
-            p.as_secs_f64(),
-            k.as_secs_f64()
+        md5 = md5.min(shell("md5sum \"$1\"", file)?);
+        pair = pair.min(shell("md5sum \"$1\" && sha512sum \"$1\"", file)?);
+        k3 = k3.min(kiln(file, &three, size)?);
+        k2 = k2.min(kiln(file, &glance, size)?);
+        for (slot, algo) in alone.iter_mut().zip(three) {
+            *slot = slot.min(kiln(file, &[algo], size)?);
+        }
+        eprintln!("round {round} done, load average {}", load());
+    }
+    let s = |d: Duration| d.as_secs_f64();
+    let row = |name: &str, c: Cost| {
+        println!(
+            "  {name:<34} wall {:>6.2} s ({:>5.0} MiB/s)   cpu {:>5.2} s",
+            s(c.wall),
+            mib / s(c.wall),
+            s(c.cpu)
+        );
+    };
+    println!(
+        "file: {file} ({mib:.0} MiB, page cache), best of {rounds} interleaved rounds, {} cores, load average {load_before} → {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load()
+    );
+    row("md5sum", md5);
+    row("md5sum && sha512sum", pair);
+    row("kiln one pass md5+sha512+sha256", k3);
+    row("kiln one pass md5+sha512", k2);
+    for (algo, c) in three.iter().zip(alone) {
+        row(&format!("kiln {algo} alone"), c);
+    }
+    println!(
+        "  wall ratio (this run) kiln md5+sha512+sha256 vs md5sum: {:.2}x, vs md5sum && sha512sum: {:.2}x",
+        s(md5.wall) / s(k3.wall),
+        s(pair.wall) / s(k3.wall)
+    );
+    println!(
+        "  wall ratio (this run) kiln md5+sha512 vs md5sum: {:.2}x, vs md5sum && sha512sum: {:.2}x",
+        s(md5.wall) / s(k2.wall),
+        s(pair.wall) / s(k2.wall)
+    );
+    // On a loaded machine wall time measures the scheduler; CPU time does not. An idle machine with
+    // `c` cores runs the one pass in about max(slowest digest alone, total CPU / c).
+    let slowest = alone.iter().map(|c| s(c.cpu)).fold(0.0, f64::max);
+    for cores in [2.0, 4.0] {
+        let t3 = slowest.max(s(k3.cpu) / cores);
+        println!(
+            "  idle {cores}-core estimate from CPU times: kiln md5+sha512+sha256 {t3:.2} s = {:.2}x md5sum, {:.2}x md5sum && sha512sum",
+            s(md5.cpu) / t3,
+            s(pair.cpu) / t3
         );
     }
-    let rate = |d: Duration| mib / d.as_secs_f64();
-    println!("file: {file} ({mib:.0} MiB, page cache), best of {rounds} interleaved rounds");
-    println!(
-        "  md5sum                        {:>6.2} s  {:>6.0} MiB/s",
-        md5.as_secs_f64(),
-        rate(md5)
-    );
-    println!(
-        "  md5sum && sha512sum           {:>6.2} s  {:>6.0} MiB/s",
-        pair.as_secs_f64(),
-        rate(pair)
-    );
-    println!(
-        "  kiln one pass md5+sha512+sha256 {:>4.2} s  {:>6.0} MiB/s",
-        kiln.as_secs_f64(),
-        rate(kiln)
-    );
-    println!(
-        "  ratio kiln / md5sum alone: {:.2}x   kiln / (md5sum && sha512sum): {:.2}x",
-        md5.as_secs_f64() / kiln.as_secs_f64(),
-        pair.as_secs_f64() / kiln.as_secs_f64()
-    );
     Ok(())
 }
 
