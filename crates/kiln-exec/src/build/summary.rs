@@ -30,7 +30,7 @@ pub struct ImageRow {
     /// Time the image's steps ran in this build.
     #[serde(serialize_with = "secs")]
     pub time: Duration,
-    /// `built`, `cached`, `failed` or `skipped`.
+    /// `built`, `cached`, `failed`, `cancelled` or `skipped`.
     pub state: &'static str,
 }
 
@@ -57,6 +57,7 @@ pub(super) fn rows(plan: &Plan, runner: &Runner<'_>, results: &[StepResult]) -> 
         };
         let mut built = false;
         let mut failed = false;
+        let mut cancelled = false;
         for (j, step) in runner.steps.iter().enumerate() {
             if !step.owners.iter().any(|o| o.image == cell.owner.image) {
                 continue;
@@ -70,7 +71,9 @@ pub(super) fn rows(plan: &Plan, runner: &Runner<'_>, results: &[StepResult]) -> 
                     failed = true;
                     row.time += *elapsed;
                 }
-                TaskStatus::Cancelled | TaskStatus::Skipped { .. } => failed = true,
+                TaskStatus::Cancelled => cancelled = true,
+                TaskStatus::Skipped { because } if because == "cancelled" => cancelled = true,
+                TaskStatus::Skipped { .. } => failed = true,
                 TaskStatus::Cached | TaskStatus::NotNeeded => {}
             }
         }
@@ -83,7 +86,9 @@ pub(super) fn rows(plan: &Plan, runner: &Runner<'_>, results: &[StepResult]) -> 
             row.md5 = out.digests.get(Algo::Md5).map(str::to_owned);
             row.sha512 = out.digests.get(Algo::Sha512).map(str::to_owned);
         }
-        row.state = if failed {
+        row.state = if cancelled && !failed {
+            "cancelled"
+        } else if failed {
             "failed"
         } else if built {
             "built"
