@@ -6,7 +6,12 @@
 //! multi-line strings) because changing it could change meaning. Comments (`//`, `/* */`, `/-`)
 //! stay where they were relative to the nodes; lines inside a block comment are re-indented.
 
+use std::path::Path;
+
 use kdl::{KdlDocument, KdlEntry, KdlError, KdlIdentifier, KdlNode};
+
+use crate::diagnostic::Diagnostic;
+use crate::source_map::SourceMap;
 
 const INDENT: &str = "    ";
 
@@ -20,6 +25,13 @@ pub fn format(text: &str) -> Result<String, KdlError> {
     w.nodes(doc.nodes(), 0, &mut at_line_start);
     w.gap(&fmt.trailing, &mut at_line_start, 0);
     Ok(w.finish())
+}
+
+/// Formats a file's text; parse errors come back as diagnostics located in `sources` (the file
+/// is registered there either way).
+pub fn format_file(sources: &mut SourceMap, path: &Path, text: &str) -> Result<String, Vec<Diagnostic>> {
+    let id = sources.add(path.to_path_buf(), text.to_string());
+    format(text).map_err(|err| crate::decode::kdl_errors::map(id, text, &err))
 }
 
 #[derive(Default)]

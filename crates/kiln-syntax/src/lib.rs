@@ -20,7 +20,9 @@ pub mod template;
 pub mod units;
 
 pub use diagnostic::{Diagnostic, render_text};
-pub use load::{FileSystem, LoadOptions, MemoryFs, RealFs, Workspace, load, load_text, normalize};
+pub use load::{
+    FileSystem, LoadOptions, MemoryFs, RealFs, Workspace, collect_files, load, load_text, normalize,
+};
 pub use model::*;
 pub use overrides::Overrides;
 pub use secret::{SecretRef, SecretValue};

@@ -153,20 +153,32 @@ pub struct LoadOptions {
 /// sorted; hidden entries skipped).
 pub fn load(paths: &[PathBuf], options: &LoadOptions, fs: &dyn FileSystem) -> Workspace {
     let mut loader = Loader::new(options, fs);
+    let (files, mut diags) = collect_files(paths, fs);
+    loader.diags.append(&mut diags);
+    for file in files {
+        loader.top_level(&file);
+    }
+    loader.finish()
+}
+
+/// Expands directories into the `*.kdl` files below them (sorted, hidden entries skipped); files
+/// are kept as given. Problems (unreadable or empty directories) come back as diagnostics.
+pub fn collect_files(paths: &[PathBuf], fs: &dyn FileSystem) -> (Vec<PathBuf>, Vec<Diagnostic>) {
     let mut files = Vec::new();
+    let mut diags = Vec::new();
     for path in paths {
         if fs.is_dir(path) {
             match walk(fs, path) {
                 Ok(mut found) => {
                     if found.is_empty() {
-                        loader.diags.push(
+                        diags.push(
                             Diagnostic::global("no-files", format!("no `.kdl` files in `{}`", path.display()))
                                 .help("pipeline files end in `.kdl`"),
                         );
                     }
                     files.append(&mut found);
                 }
-                Err(e) => loader.diags.push(Diagnostic::global(
+                Err(e) => diags.push(Diagnostic::global(
                     "io",
                     format!("cannot read directory `{}`: {e}", path.display()),
                 )),
@@ -175,10 +187,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions, fs: &dyn FileSystem) -> Wo
             files.push(path.clone());
         }
     }
-    for file in files {
-        loader.top_level(&file);
-    }
-    loader.finish()
+    (files, diags)
 }
 
 /// Loads one file given as text (includes are looked up in `fs`).
