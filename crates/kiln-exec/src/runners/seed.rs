@@ -115,6 +115,8 @@ pub fn user_data(
          echo 'KILN-CUSTOMIZE-FAILED: cloud-init reported errors' > /dev/ttyS0; fi; true"
     );
     let mut doc = serde_json::Map::new();
+    // The image keeps the host name its installer gave it; the cloud names each instance.
+    doc.insert("preserve_hostname".into(), Value::Bool(true));
     if !write_files.is_empty() {
         doc.insert("write_files".into(), Value::Array(write_files));
     }
@@ -157,10 +159,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)
         .or_else(|e| fail(format!("creating `{}`: {e}", dir.display())))?;
-    let meta = format!(
-        "instance-id: kiln-customize-{}\nlocal-hostname: kiln\n",
-        step.key.short()
-    );
+    let meta = format!("instance-id: kiln-customize-{}\n", step.key.short());
     for (name, text) in [
         ("user-data", user_data.as_str()),
         ("meta-data", meta.as_str()),
@@ -206,5 +205,89 @@ mod base64_lite {
         assert_eq!(encode(b"fo"), "Zm8=");
         assert_eq!(encode(b"foo"), "Zm9v");
         assert_eq!(encode(b"foobar"), "Zm9vYmFy");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_plan::step::{CustomizeSeedParams, FileContentParams, SeedAction};
+
+    use super::user_data;
+
+    fn params(generalize: bool) -> CustomizeSeedParams {
+        CustomizeSeedParams {
+            agent: "cloud-init",
+            actions: vec![
+                SeedAction::File {
+                    path: "/etc/motd".into(),
+                    content: FileContentParams::Inline {
+                        text: "hi \"there\"\n".into(),
+                    },
+                    mode: Some("0644".into()),
+                    owner: None,
+                },
+                SeedAction::File {
+                    path: "/etc/blob".into(),
+                    content: FileContentParams::Source {
+                        path: "blob".into(),
+                        content: "sha256:00".into(),
+                    },
+                    mode: None,
+                    owner: None,
+                },
+                SeedAction::Run {
+                    command: "echo 'a b' > /x".into(),
+                },
+            ],
+            generalize,
+        }
+    }
+
+    fn parse(ud: &str) -> serde_json::Value {
+        let body = ud
+            .strip_prefix("#cloud-config\n")
+            .expect("cloud-config header");
+        serde_json::from_str(body).expect("JSON, hence YAML")
+    }
+
+    // The seed is what cloud-init acts on: paths, contents, commands and the verdict must survive.
+    #[test]
+    fn user_data_carries_files_commands_and_the_verdict() {
+        let ud = user_data(&params(true), &|role| {
+            assert_eq!(role, "file:/etc/blob");
+            Ok(b"bin".to_vec())
+        })
+        .unwrap();
+        let v = parse(&ud);
+        assert_eq!(v["write_files"][0]["path"], "/etc/motd");
+        assert_eq!(v["write_files"][0]["content"], "hi \"there\"\n");
+        assert_eq!(v["write_files"][0]["permissions"], "0644");
+        assert_eq!(v["write_files"][1]["content"], "Ymlu");
+        assert_eq!(v["write_files"][1]["encoding"], "b64");
+        assert_eq!(v["runcmd"][0][2], "echo 'a b' > /x");
+        assert_eq!(v["preserve_hostname"], true);
+        let cond = v["power_state"]["condition"].as_str().unwrap();
+        assert!(cond.contains("cloud-init clean --logs"));
+        assert!(cond.contains("KILN-CUSTOMIZE-OK"));
+        assert!(cond.contains("KILN-CUSTOMIZE-FAILED"));
+    }
+
+    #[test]
+    fn without_generalize_the_image_is_not_cleaned() {
+        let ud = user_data(&params(false), &|_| Ok(Vec::new())).unwrap();
+        let cond = parse(&ud)["power_state"]["condition"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(!cond.contains("cloud-init clean"));
+        assert!(cond.contains("KILN-CUSTOMIZE-OK"));
+    }
+
+    #[test]
+    fn cloudbase_init_is_refused_with_a_reason() {
+        let mut p = params(true);
+        p.agent = "cloudbase-init";
+        let e = user_data(&p, &|_| Ok(Vec::new())).unwrap_err();
+        assert!(e.contains("`cloudbase-init` is not supported"), "{e}");
     }
 }
