@@ -65,7 +65,7 @@ cat >"$state/keystone/keystone.conf" <<EOF
 [DEFAULT]
 use_stderr = true
 [database]
-connection = sqlite:///$state/keystone/keystone.sqlite
+connection = sqlite:///$state/keystone/keystone.sqlite?timeout=60
 [token]
 provider = fernet
 expiration = ${KILN_KEYSTONE_TOKEN_EXPIRATION:-3600}
@@ -82,7 +82,7 @@ use_stderr = true
 enabled_backends = fs:file
 enabled_import_methods = [glance-direct,web-download,copy-image]
 [database]
-connection = sqlite:///$state/glance/glance.sqlite
+connection = sqlite:///$state/glance/glance.sqlite?timeout=60
 [glance_store]
 default_backend = fs
 [fs]
@@ -149,18 +149,26 @@ else
     provisioned=0
     wait $gl_sync
 fi
+# WAL (kept in the file) lets readers and one writer work at once; with the 60 s busy timeout above,
+# concurrent requests wait for each other instead of failing with "database is locked".
+for db in "$state/keystone/keystone.sqlite" "$state/glance/glance.sqlite"; do
+    "$venv/bin/python" -c 'import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' "$db"
+done
 log "databases ready"
 
 # --- servers: own session each, so stop.sh can end a server and its workers by group ---
-serve() { # NAME PORT APP
-    setsid "$venv/bin/gunicorn" --bind "127.0.0.1:$2" --workers 1 --threads 8 \
+# Keystone serves one request at a time: concurrent token requests on sqlite fail with "database is
+# locked". Glance needs threads (a list must answer while an upload streams); kiln-glance retries
+# the idempotent calls that hit the same sqlite lock.
+serve() { # NAME PORT APP THREADS
+    setsid "$venv/bin/gunicorn" --bind "127.0.0.1:$2" --workers 1 --threads "$4" \
         --worker-class gthread --timeout 900 --graceful-timeout 5 --no-control-socket \
         --pythonpath "$here" \
         --pid "$state/$1.pid" "$3" </dev/null >"$state/$1/server.log" 2>&1 &
     echo $! >"$state/$1.pid"
 }
-serve keystone "$ks_port" keystone_wsgi:application
-serve glance "$gl_port" glance.wsgi.api:application
+serve keystone "$ks_port" keystone_wsgi:application 1
+serve glance "$gl_port" glance.wsgi.api:application 8
 
 wait_http() { # URL NAME
     for _ in $(seq 1 600); do

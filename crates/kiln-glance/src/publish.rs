@@ -1,0 +1,443 @@
+//! Publishing a file as a Glance image, verified end to end.
+//!
+//! 1. Half-made images of the same name left by dead kiln runs are deleted (see [`crate::marker`]).
+//! 2. Unless forced, an active image with the same sha512 (`os_hash_value`) owned by the project
+//!    (and, by default, of the same name) is reused: its properties and tags are brought up to date
+//!    and nothing is uploaded.
+//! 3. Otherwise the image is created `queued`, the file is streamed with `Content-Length` while md5
+//!    and sha512 are computed in the same read, and Glance's `size`, `checksum` and `os_hash_value`
+//!    must equal ours. `protected` is set only after that.
+//!
+//! Any failure after the create (transport error, 415, mismatch, Ctrl-C) deletes the image: Glance
+//! answers 500 to a second upload into the same image, so a retry always starts from a new one.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kiln_cache::hash::{Algo, Digests, HashingReader, hash_file};
+use serde_json::{Value, json};
+
+use crate::cancel::{Cancel, CancellableReader, Cancelled};
+use crate::error::Error;
+use crate::glance::{Glance, Image, ImageSpec};
+use crate::marker;
+
+/// The digests kiln computes for every upload.
+pub const ALGOS: &[Algo] = &[Algo::Md5, Algo::Sha512];
+
+/// Which existing image with the same data may be reused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NamePolicy {
+    /// Only one with the same name (the default).
+    #[default]
+    SameName,
+    /// Any image of the project with the same data.
+    AnyName,
+}
+
+/// One publish.
+#[derive(Clone, Debug)]
+pub struct PublishRequest<'a> {
+    pub path: &'a Path,
+    pub spec: ImageSpec,
+    /// Digests already known (from the cache); they are still checked against the bytes sent.
+    pub known: Option<Digests>,
+    /// Upload even when an image with the same data exists.
+    pub force: bool,
+    pub name_policy: NamePolicy,
+    pub cancel: Cancel,
+}
+
+/// What [`publish`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Uploaded,
+    Reused,
+}
+
+#[derive(Clone, Debug)]
+pub struct PublishOutcome {
+    pub image: Image,
+    pub action: Action,
+    pub size: u64,
+    /// md5 and sha512 of the file, matching Glance's `checksum` and `os_hash_value`.
+    pub digests: Digests,
+    /// Ids of stale half-made images that were deleted first.
+    pub removed_stale: Vec<String>,
+}
+
+/// Publishes `req.path` as described above.
+pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutcome, Error> {
+    req.spec.validate()?;
+    let io_err = |action: &'static str| {
+        move |source| Error::Io {
+            path: req.path.to_owned(),
+            action,
+            source,
+        }
+    };
+    let size = std::fs::metadata(req.path).map_err(io_err("stat"))?.len();
+    let removed_stale = remove_stale(glance, &req.spec.name)?;
+    check(&req.cancel)?;
+
+    let mut known = req.known.clone().filter(|d| d.covers(ALGOS));
+    if !req.force {
+        let digests = match &known {
+            Some(d) => d.clone(),
+            None => {
+                let (_, d) = hash_file(req.path, ALGOS).map_err(io_err("hash"))?;
+                known = Some(d.clone());
+                d
+            }
+        };
+        check(&req.cancel)?;
+        if let Some(image) = find_reusable(glance, req, &digests)? {
+            let image = bring_up_to_date(glance, &req.spec, image)?;
+            return Ok(PublishOutcome {
+                image,
+                action: Action::Reused,
+                size,
+                digests,
+                removed_stale,
+            });
+        }
+    }
+
+    let marker = BTreeMap::from([(marker::PROPERTY.to_owned(), marker::current())]);
+    let image = glance.create(&req.spec, &marker)?;
+    match upload_and_verify(glance, req, &image, size, known.as_ref()) {
+        Ok((image, digests)) => Ok(PublishOutcome {
+            image,
+            action: Action::Uploaded,
+            size,
+            digests,
+            removed_stale,
+        }),
+        Err(cause) => Err(match glance.delete(&image.id) {
+            Ok(()) => cause,
+            Err(delete_error) => Error::CleanupFailed {
+                id: image.id.clone(),
+                cause: Box::new(cause),
+                delete_error: Box::new(delete_error),
+            },
+        }),
+    }
+}
+
+fn check(cancel: &Cancel) -> Result<(), Error> {
+    if cancel.is_cancelled() {
+        Err(Error::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+/// Deletes half-made images named `name` whose kiln uploader is gone; returns their ids.
+pub fn remove_stale(glance: &Glance, name: &str) -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    for status in marker::HALF_MADE {
+        for image in glance.list(&[("name", name), ("status", status)])? {
+            if marker::is_stale(&image) {
+                glance.delete(&image.id)?;
+                removed.push(image.id);
+            }
+        }
+    }
+    Ok(removed)
+}
+
+fn find_reusable(
+    glance: &Glance,
+    req: &PublishRequest<'_>,
+    digests: &Digests,
+) -> Result<Option<Image>, Error> {
+    let Some(sha512) = digests.get(Algo::Sha512) else {
+        return Ok(None);
+    };
+    let project = glance.session().token()?.project_id;
+    let mut filters = vec![("os_hash_value", sha512), ("status", "active")];
+    if req.name_policy == NamePolicy::SameName {
+        filters.push(("name", req.spec.name.as_str()));
+    }
+    let candidates = glance.list(&filters)?;
+    Ok(candidates.into_iter().find(|i| {
+        i.owner.is_some()
+            && i.owner == project
+            && i.checksum.as_deref() == digests.get(Algo::Md5)
+            && i.disk_format.as_deref() == Some(req.spec.disk_format.as_str())
+    }))
+}
+
+/// JSON-patch operations that make `image` carry `spec`'s mutable attributes, properties and tags.
+fn update_ops(spec: &ImageSpec, image: &Image) -> Vec<Value> {
+    let mut ops = Vec::new();
+    let current = image.properties();
+    for (k, v) in &spec.properties {
+        match current.get(k) {
+            Some(old) if old == v => {}
+            Some(_) => ops.push(json!({ "op": "replace", "path": format!("/{k}"), "value": v })),
+            None => ops.push(json!({ "op": "add", "path": format!("/{k}"), "value": v })),
+        }
+    }
+    let tags: Vec<&String> = spec.tags.iter().collect();
+    let mut have: Vec<&String> = image.tags.iter().collect();
+    have.sort();
+    if tags.iter().any(|t| !have.contains(t)) {
+        let mut all: Vec<&String> = have.clone();
+        all.extend(tags.iter().copied().filter(|t| !have.contains(t)));
+        all.sort();
+        ops.push(json!({ "op": "replace", "path": "/tags", "value": all }));
+    }
+    if let Some(v) = spec.visibility
+        && image.visibility.as_deref() != Some(v.as_str())
+    {
+        ops.push(json!({ "op": "replace", "path": "/visibility", "value": v.as_str() }));
+    }
+    for (key, want, have) in [
+        ("min_disk", spec.min_disk, image.min_disk),
+        ("min_ram", spec.min_ram, image.min_ram),
+    ] {
+        if let Some(w) = want
+            && have != Some(w)
+        {
+            ops.push(json!({ "op": "replace", "path": format!("/{key}"), "value": w }));
+        }
+    }
+    if spec.protected && !image.protected {
+        ops.push(json!({ "op": "replace", "path": "/protected", "value": true }));
+    }
+    ops
+}
+
+fn bring_up_to_date(glance: &Glance, spec: &ImageSpec, image: Image) -> Result<Image, Error> {
+    let ops = update_ops(spec, &image);
+    if ops.is_empty() {
+        Ok(image)
+    } else {
+        glance.patch(&image.id, &ops)
+    }
+}
+
+fn upload_and_verify(
+    glance: &Glance,
+    req: &PublishRequest<'_>,
+    image: &Image,
+    size: u64,
+    known: Option<&Digests>,
+) -> Result<(Image, Digests), Error> {
+    let file = File::open(req.path).map_err(|source| Error::Io {
+        path: req.path.to_owned(),
+        action: "open",
+        source,
+    })?;
+    let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, file), ALGOS);
+    let handle = reader.handle();
+    let body = CancellableReader::new(reader, req.cancel.clone());
+    let sent = glance.upload(&image.id, body, size);
+    if req.cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+    if let Err(e) = sent {
+        return Err(match e {
+            Error::Http {
+                status: 415,
+                message,
+                ..
+            } => Error::FormatRejected {
+                name: req.spec.name.clone(),
+                disk_format: req.spec.disk_format.clone(),
+                message,
+            },
+            Error::Transport { source, .. } if is_cancel(&source) => Error::Cancelled,
+            other => other,
+        });
+    }
+    // reqwest stops reading at `Content-Length` without seeing end of input, so the digests are
+    // published when it drops the reader, which can be a moment after the response arrived.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut result = handle.get();
+    while result.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        result = handle.get();
+    }
+    let (bytes, digests) = result.ok_or_else(|| Error::Protocol {
+        method: "PUT",
+        url: format!("{}/images/{}/file", glance.base_url(), image.id),
+        message: "the request body was not read to the end".to_owned(),
+    })?;
+    let subject = format!("`{}`", req.path.display());
+    if bytes != size {
+        return Err(Error::Mismatch {
+            what: "size (the file changed during the upload)",
+            subject,
+            expected: size.to_string(),
+            actual: bytes.to_string(),
+        });
+    }
+    if let Some(known) = known {
+        for algo in ALGOS {
+            let (expected, actual) = (known.get(*algo), digests.get(*algo));
+            if expected != actual {
+                return Err(Error::Mismatch {
+                    what: if *algo == Algo::Md5 {
+                        "md5 (the file differs from its recorded digest)"
+                    } else {
+                        "sha512 (the file differs from its recorded digest)"
+                    },
+                    subject,
+                    expected: expected.unwrap_or_default().to_owned(),
+                    actual: actual.unwrap_or_default().to_owned(),
+                });
+            }
+        }
+    }
+    let stored = glance.get(&image.id)?;
+    verify_stored(&stored, size, &digests)?;
+    let stored = if req.spec.protected {
+        glance.patch(
+            &image.id,
+            &[json!({ "op": "replace", "path": "/protected", "value": true })],
+        )?
+    } else {
+        stored
+    };
+    Ok((stored, digests))
+}
+
+fn is_cancel(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<Cancelled>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Glance's record of an uploaded image must match what was sent.
+pub fn verify_stored(stored: &Image, size: u64, digests: &Digests) -> Result<(), Error> {
+    let id = stored.id.clone();
+    if stored.status != "active" {
+        return Err(Error::NotActive {
+            id,
+            status: stored.status.clone(),
+        });
+    }
+    if stored.size != Some(size) {
+        return Err(Error::Mismatch {
+            what: "size",
+            subject: format!("glance image `{id}`"),
+            expected: size.to_string(),
+            actual: stored
+                .size
+                .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+        });
+    }
+    let md5 = stored.checksum.as_deref().ok_or(Error::Unverifiable {
+        id: id.clone(),
+        field: "checksum",
+    })?;
+    match stored.os_hash_algo.as_deref() {
+        Some("sha512") => {}
+        Some(other) => {
+            return Err(Error::UnsupportedHashAlgo {
+                id,
+                algo: other.to_owned(),
+            });
+        }
+        None => {
+            return Err(Error::Unverifiable {
+                id,
+                field: "os_hash_algo",
+            });
+        }
+    }
+    let sha512 = stored.os_hash_value.as_deref().ok_or(Error::Unverifiable {
+        id: id.clone(),
+        field: "os_hash_value",
+    })?;
+    for (what, theirs, ours) in [
+        ("md5 (glance `checksum`)", md5, digests.get(Algo::Md5)),
+        (
+            "sha512 (glance `os_hash_value`)",
+            sha512,
+            digests.get(Algo::Sha512),
+        ),
+    ] {
+        let ours = ours.unwrap_or_default();
+        if !theirs.eq_ignore_ascii_case(ours) {
+            return Err(Error::Mismatch {
+                what,
+                subject: format!("glance image `{id}`"),
+                expected: ours.to_owned(),
+                actual: theirs.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn image(v: Value) -> Image {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn reuse_patches_only_what_differs() {
+        let mut spec = ImageSpec::new("n", "qcow2");
+        spec.properties = BTreeMap::from([
+            ("os_type".into(), "linux".into()),
+            ("hw_disk_bus".into(), "virtio".into()),
+            ("kept".into(), "same".into()),
+        ]);
+        spec.tags = BTreeSet::from(["kiln".into(), "new".into()]);
+        spec.min_disk = Some(2);
+        let img = image(
+            json!({"id": "i", "status": "active", "os_type": "windows", "kept": "same",
+            "tags": ["kiln", "other"], "min_disk": 2}),
+        );
+        assert_eq!(
+            update_ops(&spec, &img),
+            vec![
+                json!({"op": "add", "path": "/hw_disk_bus", "value": "virtio"}),
+                json!({"op": "replace", "path": "/os_type", "value": "linux"}),
+                json!({"op": "replace", "path": "/tags", "value": ["kiln", "new", "other"]}),
+            ]
+        );
+    }
+
+    // A mismatch must name both values, so the user can tell which side is wrong.
+    #[test]
+    fn stored_hash_mismatch_is_reported_with_both_values() {
+        let digests = Digests {
+            md5: Some("aa".into()),
+            sha512: Some("bb".into()),
+            ..Digests::default()
+        };
+        let stored = image(
+            json!({"id": "i", "status": "active", "size": 3, "checksum": "aa",
+            "os_hash_algo": "sha512", "os_hash_value": "cc"}),
+        );
+        assert_eq!(
+            verify_stored(&stored, 3, &digests).unwrap_err().to_string(),
+            "sha512 (glance `os_hash_value`) mismatch for glance image `i`: expected `bb`, got `cc`"
+        );
+        let ok = image(
+            json!({"id": "i", "status": "active", "size": 3, "checksum": "AA",
+            "os_hash_algo": "sha512", "os_hash_value": "bb"}),
+        );
+        assert!(verify_stored(&ok, 3, &digests).is_ok());
+        assert!(matches!(
+            verify_stored(&ok, 4, &digests),
+            Err(Error::Mismatch { what: "size", .. })
+        ));
+    }
+}
