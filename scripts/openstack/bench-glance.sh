@@ -16,11 +16,16 @@ state="$work/openstack"
 cleanup() { "$here/stop.sh" "$state" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-echo "bench-glance: building kiln-glance (release)" >&2
-cargo build --quiet --release --locked -p kiln-glance --manifest-path "$root/Cargo.toml"
-target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-kiln="$target_dir/release/kiln-glance"
+# KILN_GLANCE_BIN: use this binary instead of building the release one.
+if [ -n "${KILN_GLANCE_BIN:-}" ]; then
+    kiln="$KILN_GLANCE_BIN"
+else
+    echo "bench-glance: building kiln-glance (release)" >&2
+    cargo build --quiet --release --locked -p kiln-glance --manifest-path "$root/Cargo.toml"
+    target_dir="$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+    kiln="$target_dir/release/kiln-glance"
+fi
 
 "$here/start.sh" "$state"
 # shellcheck disable=SC1091
