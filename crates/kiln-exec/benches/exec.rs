@@ -72,6 +72,14 @@ fn libvirt_run(hv: &kiln_exec::Libvirt, spec: &GuestSpec) -> (Duration, Timings)
     (started.elapsed(), outcome.timings)
 }
 
+fn ratio(x: Duration, base: Duration) -> String {
+    format!(
+        "{:.2}x (+{})",
+        x.as_secs_f64() / base.as_secs_f64(),
+        ms(x.saturating_sub(base))
+    )
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let reps: usize = std::env::var("KILN_BENCH_REPS")
@@ -83,66 +91,44 @@ fn main() {
     let iso = &common::fixtures(dir.path()).tiny;
     let run = common::run_id("bench");
 
+    // Interleaved, so load from other processes hits every variant alike.
     let (mut plain, mut persistent, mut transient) = (Vec::new(), Vec::new(), Vec::new());
     let mut phases: Vec<Timings> = Vec::new();
     for i in 0..reps {
         plain.push(plain_qemu(dir.path(), iso, i));
-        for (persistence, out) in [
-            (Persistence::Persistent, &mut persistent),
-            (Persistence::Transient, &mut transient),
-        ] {
-            let disk = common::qcow2(dir.path(), &format!("{persistence:?}{i}.qcow2"));
+        for persistence in [Persistence::Persistent, Persistence::Transient] {
+            let step = format!("{persistence:?}{i}");
+            let disk = common::qcow2(dir.path(), &format!("{step}.qcow2"));
             let spec = GuestSpec {
                 persistence,
-                ..common::tiny_spec(
-                    &run,
-                    &format!("{persistence:?}{i}"),
-                    dir.path(),
-                    iso,
-                    Some(&disk),
-                )
+                ..common::tiny_spec(&run, &step, dir.path(), iso, Some(&disk))
             };
             let (took, timings) = libvirt_run(&hv, &spec);
-            out.push(took);
             if persistence == Persistence::Persistent {
+                persistent.push(took);
                 phases.push(timings);
+            } else {
+                transient.push(took);
             }
         }
     }
 
     let par_n = 4;
-    let specs: Vec<GuestSpec> = (0..par_n)
-        .map(|i| {
-            let disk = common::qcow2(dir.path(), &format!("p{i}.qcow2"));
-            common::tiny_spec(&run, &format!("p{i}"), dir.path(), iso, Some(&disk))
-        })
-        .collect();
+    let spec_n = |prefix: &str, i: usize| {
+        let step = format!("{prefix}{i}");
+        let disk = common::qcow2(dir.path(), &format!("{step}.qcow2"));
+        common::tiny_spec(&run, &step, dir.path(), iso, Some(&disk))
+    };
+    let seq_specs: Vec<GuestSpec> = (0..par_n).map(|i| spec_n("s", i)).collect();
     let started = Instant::now();
-    for spec in &specs {
+    for spec in &seq_specs {
         libvirt_run(&hv, spec);
     }
     let sequential = started.elapsed();
-    let specs: Vec<GuestSpec> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let disk = common::qcow2(dir.path(), &format!("q{i}.qcow2"));
-            GuestSpec {
-                domain: kiln_exec::DomainSpec {
-                    name: kiln_exec::domain_name(&run, &format!("q{i}")),
-                    root_disk: Some(kiln_exec::Disk {
-                        path: disk,
-                        format: kiln_exec::DiskFormat::Qcow2,
-                    }),
-                    ..s.domain.clone()
-                },
-                ..s.clone()
-            }
-        })
-        .collect();
+    let par_specs: Vec<GuestSpec> = (0..par_n).map(|i| spec_n("p", i)).collect();
     let started = Instant::now();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = specs
+        let handles: Vec<_> = par_specs
             .iter()
             .map(|spec| scope.spawn(|| libvirt_run(&hv, spec)))
             .collect();
@@ -157,23 +143,21 @@ fn main() {
     let (p, lp, lt) = (median(plain), median(persistent), median(transient));
     println!("kiln-exec bench: tiny ISO install, TCG, {reps} repetitions, medians");
     println!();
-    println!("| run                                   | wall      | vs plain qemu |");
-    println!("|---------------------------------------|-----------|---------------|");
+    println!("| run                                  | wall      | vs plain qemu     |");
+    println!("|--------------------------------------|-----------|-------------------|");
     println!(
-        "| plain qemu-system-x86_64              | {:>9} | 1.00x         |",
+        "| plain qemu-system-x86_64             | {:>9} | 1.00x             |",
         ms(p)
     );
     println!(
-        "| run_guest, persistent (define+start)  | {:>9} | {:.2}x (+{}) |",
+        "| run_guest, persistent (define+start) | {:>9} | {:17} |",
         ms(lp),
-        lp.as_secs_f64() / p.as_secs_f64(),
-        ms(lp.saturating_sub(p))
+        ratio(lp, p)
     );
     println!(
-        "| run_guest, transient (create)         | {:>9} | {:.2}x (+{}) |",
+        "| run_guest, transient (create)        | {:>9} | {:17} |",
         ms(lt),
-        lt.as_secs_f64() / p.as_secs_f64(),
-        ms(lt.saturating_sub(p))
+        ratio(lt, p)
     );
     println!();
     println!("persistent run_guest phases (median):");
@@ -182,12 +166,12 @@ fn main() {
         ms(pick(|t| t.define))
     );
     println!(
-        "  start (QEMU up)                 {}",
+        "  start (QEMU up, guest resumed)  {}",
         ms(pick(|t| t.start))
     );
-    println!("  run (start → shut off seen)     {}", ms(pick(|t| t.run)));
+    println!("  run (start -> shut off seen)    {}", ms(pick(|t| t.run)));
     println!(
-        "  success line → shut off seen    {}",
+        "  success line -> shut off seen   {}",
         ms(pick(|t| t.shutdown_lag))
     );
     println!(

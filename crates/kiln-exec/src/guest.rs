@@ -243,7 +243,7 @@ pub enum GuestError {
     },
     /// Crashed, or paused by the hypervisor (a KVM emulation failure looks like this).
     #[error(
-        "step `{step}`: guest `{domain}` stopped unexpectedly ({state:?}; a paused guest often means the accelerator cannot run it)\n{evidence}"
+        "step `{step}`: guest `{domain}` stopped unexpectedly ({state:?}; a paused guest usually means a KVM emulation failure or a disk I/O error)\n{evidence}"
     )]
     Crashed {
         /// Step.

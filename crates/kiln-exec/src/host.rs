@@ -110,6 +110,21 @@ impl Host {
     }
 }
 
+impl Host {
+    /// A host at `uri` with the capacity libvirt reports for it (its CPUs and memory).
+    ///
+    /// # Errors
+    /// The node-info call failed.
+    pub fn from_libvirt(hv: &crate::Libvirt, accel: Accel) -> Result<Self, crate::HypervisorError> {
+        let (cpus, memory_mib) = hv.node_resources()?;
+        Ok(Self {
+            uri: hv.uri().to_owned(),
+            accel,
+            capacity: Capacity::from_resources(cpus, memory_mib),
+        })
+    }
+}
+
 /// The accelerator chosen for a host, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccelChoice {

@@ -71,3 +71,22 @@ fn auto_accel_is_probed_once_and_right() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "probe left files: {left:?}");
 }
+
+// A host's capacity can come from libvirt's node info (the only source for remote hosts). Its CPU
+// count must match this machine's; its memory may be lower than /proc/meminfo's (libvirt counts
+// NUMA node memory: 12.3 GiB of 23.5 GiB on this kind of machine) but never higher.
+#[test]
+fn host_capacity_from_libvirt_matches_the_machine() {
+    let hv = connect();
+    let host = Host::from_libvirt(&hv, Accel::Tcg).unwrap();
+    let local = Host::local();
+    assert_eq!(host.uri, local.uri);
+    assert_eq!(host.capacity.vcpus, local.capacity.vcpus);
+    assert_eq!(host.capacity.guests, local.capacity.guests);
+    assert!(
+        host.capacity.memory_mib > 0 && host.capacity.memory_mib <= local.capacity.memory_mib + 64,
+        "libvirt {:?} vs /proc {:?}",
+        host.capacity,
+        local.capacity
+    );
+}
