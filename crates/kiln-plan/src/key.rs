@@ -97,6 +97,19 @@ pub struct ToolVersions {
 }
 
 impl ToolVersions {
+    /// From the first line of `qemu-img --version` (`qemu-img version 8.2.2 (Debian 1:8.2.2+ds-0)`):
+    /// everything after `qemu-img version `, so a distribution's rebuild counts as another version.
+    /// The CLI and the executor both use this, so `kiln plan` and `kiln build` compute equal keys.
+    pub fn from_qemu_img_version_line(line: &str) -> Self {
+        ToolVersions {
+            qemu_img: line
+                .trim()
+                .strip_prefix("qemu-img version ")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+        }
+    }
+
     /// Fixed versions for tests and reference keys.
     pub fn fixed(qemu_img: &str) -> Self {
         ToolVersions {
@@ -180,6 +193,21 @@ mod tests {
         assert_eq!(
             canonical_json(&a),
             r#"{"a":{"x":null,"y":[2,{"c":"x","d":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn qemu_img_version_lines_parse_to_the_version_and_build() {
+        let v = ToolVersions::from_qemu_img_version_line(
+            "qemu-img version 8.2.2 (Debian 1:8.2.2+ds-0ubuntu1.4)\n",
+        );
+        assert_eq!(
+            v.qemu_img.as_deref(),
+            Some("8.2.2 (Debian 1:8.2.2+ds-0ubuntu1.4)")
+        );
+        assert_eq!(
+            ToolVersions::from_qemu_img_version_line("bash: not found").qemu_img,
+            None
         );
     }
 
