@@ -75,3 +75,7 @@ bench-glance: setup
 # Benchmark planning: 1,000 pipelines × a 10-cell matrix (load and plan times; target < 1 s).
 bench-plan:
     cargo run --quiet --release --locked -p kiln-plan --example bench_plan
+
+# Benchmark: `kiln check` of 1,000 generated pipeline files (release build).
+bench-syntax:
+    cargo run --release --locked -p kiln-syntax --example bench_check -- 1000

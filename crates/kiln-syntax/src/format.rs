@@ -29,7 +29,11 @@ pub fn format(text: &str) -> Result<String, KdlError> {
 
 /// Formats a file's text; parse errors come back as diagnostics located in `sources` (the file
 /// is registered there either way).
-pub fn format_file(sources: &mut SourceMap, path: &Path, text: &str) -> Result<String, Vec<Diagnostic>> {
+pub fn format_file(
+    sources: &mut SourceMap,
+    path: &Path,
+    text: &str,
+) -> Result<String, Vec<Diagnostic>> {
     let id = sources.add(path.to_path_buf(), text.to_string());
     format(text).map_err(|err| crate::decode::kdl_errors::map(id, text, &err))
 }
@@ -93,7 +97,7 @@ impl Writer {
             let on_previous_line = i == 0 && !*at_line_start;
             if content.is_empty() {
                 // A whitespace-only line between two newlines is a blank line.
-                if i != last && !(i == 0 && !*at_line_start) {
+                if i != last && (i != 0 || *at_line_start) {
                     self.pending_blank = true;
                 }
                 continue;
@@ -134,7 +138,8 @@ impl Writer {
         self.line(level, &head);
         if let Some(children) = node.children() {
             let cfmt = children.format().cloned().unwrap_or_default();
-            let empty = children.nodes().is_empty() && is_blank(&cfmt.leading) && is_blank(&cfmt.trailing);
+            let empty =
+                children.nodes().is_empty() && is_blank(&cfmt.leading) && is_blank(&cfmt.trailing);
             if empty {
                 self.out.push_str(" {}");
             } else {
@@ -177,7 +182,9 @@ fn is_blank(s: &str) -> bool {
 }
 
 fn ident(id: &KdlIdentifier) -> String {
-    id.repr().map(str::to_string).unwrap_or_else(|| id.to_string())
+    id.repr()
+        .map(str::to_string)
+        .unwrap_or_else(|| id.to_string())
 }
 
 /// Appends ` <comment>` when `raw` holds more than whitespace and line continuations.

@@ -90,7 +90,12 @@ impl FileSystem for MemoryFs {
         let mut out: Vec<PathBuf> = self
             .files
             .keys()
-            .filter_map(|k| k.strip_prefix(&p).ok().and_then(|r| r.components().next()).map(|c| p.join(c)))
+            .filter_map(|k| {
+                k.strip_prefix(&p)
+                    .ok()
+                    .and_then(|r| r.components().next())
+                    .map(|c| p.join(c))
+            })
             .collect();
         out.dedup();
         Ok(out)
@@ -172,8 +177,11 @@ pub fn collect_files(paths: &[PathBuf], fs: &dyn FileSystem) -> (Vec<PathBuf>, V
                 Ok(mut found) => {
                     if found.is_empty() {
                         diags.push(
-                            Diagnostic::global("no-files", format!("no `.kdl` files in `{}`", path.display()))
-                                .help("pipeline files end in `.kdl`"),
+                            Diagnostic::global(
+                                "no-files",
+                                format!("no `.kdl` files in `{}`", path.display()),
+                            )
+                            .help("pipeline files end in `.kdl`"),
                         );
                     }
                     files.append(&mut found);
@@ -191,7 +199,12 @@ pub fn collect_files(paths: &[PathBuf], fs: &dyn FileSystem) -> (Vec<PathBuf>, V
 }
 
 /// Loads one file given as text (includes are looked up in `fs`).
-pub fn load_text(path: impl Into<PathBuf>, text: &str, options: &LoadOptions, fs: &dyn FileSystem) -> Workspace {
+pub fn load_text(
+    path: impl Into<PathBuf>,
+    text: &str,
+    options: &LoadOptions,
+    fs: &dyn FileSystem,
+) -> Workspace {
     let mut loader = Loader::new(options, fs);
     let path = path.into();
     let id = loader.add(&path, text.to_string());
@@ -292,12 +305,20 @@ impl<'a> Loader<'a> {
         let mut pipelines = Vec::new();
         let mut fragment = None;
         {
-            let mut cx = Cx { file: id, dir: file.dir(), diags: &mut self.diags };
+            let mut cx = Cx {
+                file: id,
+                dir: file.dir(),
+                diags: &mut self.diags,
+            };
             if doc.nodes().is_empty() {
                 cx.emit(
-                    Diagnostic::new("empty-file", Span::new(id, 0, 0), "file has no `pipeline` or `fragment`")
-                        .label("empty file")
-                        .help("start with `pipeline \"name\" { ... }`"),
+                    Diagnostic::new(
+                        "empty-file",
+                        Span::new(id, 0, 0),
+                        "file has no `pipeline` or `fragment`",
+                    )
+                    .label("empty file")
+                    .help("start with `pipeline \"name\" { ... }`"),
                 );
             }
             let kinds: Vec<&str> = doc.nodes().iter().map(|n| n.name().value()).collect();
@@ -308,16 +329,24 @@ impl<'a> Loader<'a> {
                     "pipeline" => pipelines.push(node),
                     "fragment" if has_pipeline => {
                         cx.emit(
-                            Diagnostic::new("mixed-file", cx.span(node.name().span()), "a file holds pipelines or one fragment, not both")
-                                .label("fragment in a pipeline file")
-                                .help("move the fragment to its own file and `include` it"),
+                            Diagnostic::new(
+                                "mixed-file",
+                                cx.span(node.name().span()),
+                                "a file holds pipelines or one fragment, not both",
+                            )
+                            .label("fragment in a pipeline file")
+                            .help("move the fragment to its own file and `include` it"),
                         );
                     }
                     "fragment" if fragment.is_some() => {
                         cx.emit(
-                            Diagnostic::new("duplicate-node", cx.span(node.name().span()), "a fragment file holds one `fragment`")
-                                .label("second fragment")
-                                .help("put each fragment in its own file"),
+                            Diagnostic::new(
+                                "duplicate-node",
+                                cx.span(node.name().span()),
+                                "a fragment file holds one `fragment`",
+                            )
+                            .label("second fragment")
+                            .help("put each fragment in its own file"),
                         );
                     }
                     "fragment" => fragment = Some(node),
@@ -327,9 +356,13 @@ impl<'a> Loader<'a> {
                             None => "top-level nodes are `pipeline \"name\" { ... }` and `fragment { ... }`".to_string(),
                         };
                         cx.emit(
-                            Diagnostic::new("unknown-node", cx.span(node.name().span()), format!("unknown top-level node `{other}`"))
-                                .label("unknown node")
-                                .help(help),
+                            Diagnostic::new(
+                                "unknown-node",
+                                cx.span(node.name().span()),
+                                format!("unknown top-level node `{other}`"),
+                            )
+                            .label("unknown node")
+                            .help(help),
                         );
                     }
                 }
@@ -350,9 +383,16 @@ impl<'a> Loader<'a> {
         }
         let doc = self.docs[id.index()].clone();
         let file = self.sources.get(id).clone();
-        let mut cx = Cx { file: id, dir: file.dir(), diags: &mut self.diags };
+        let mut cx = Cx {
+            file: id,
+            dir: file.dir(),
+            diags: &mut self.diags,
+        };
         let body = doc.and_then(|doc| {
-            let node = doc.nodes().iter().find(|n| n.name().value() == "fragment")?;
+            let node = doc
+                .nodes()
+                .iter()
+                .find(|n| n.name().value() == "fragment")?;
             if doc.nodes().iter().any(|n| n.name().value() == "pipeline") {
                 return None;
             }
@@ -366,7 +406,13 @@ impl<'a> Loader<'a> {
     }
 
     /// Resolves the includes of `body` (from file `from`) into one merged base body.
-    fn expand(&mut self, from: FileId, body: &Body, stack: &mut Vec<FileId>, includes: &mut Vec<Include>) -> Body {
+    fn expand(
+        &mut self,
+        from: FileId,
+        body: &Body,
+        stack: &mut Vec<FileId>,
+        includes: &mut Vec<Include>,
+    ) -> Body {
         let mut base = Body::default();
         for (span, path) in &body.includes {
             let target = normalize(&path.resolved);
@@ -376,23 +422,43 @@ impl<'a> Loader<'a> {
                     Ok(text) => Some(self.add(&target, text)),
                     Err(e) => {
                         self.diags.push(
-                            Diagnostic::new("missing-include", path.span, format!("cannot read fragment `{}`: {e}", path.written))
-                                .label("included here")
-                                .help(format!("paths are relative to the including file's directory (`{}`)", self.dir_of(from))),
+                            Diagnostic::new(
+                                "missing-include",
+                                path.span,
+                                format!("cannot read fragment `{}`: {e}", path.written),
+                            )
+                            .label("included here")
+                            .help(format!(
+                                "paths are relative to the including file's directory (`{}`)",
+                                self.dir_of(from)
+                            )),
                         );
                         None
                     }
                 },
             };
-            includes.push(Include { span: *span, path: path.clone(), file: id });
+            includes.push(Include {
+                span: *span,
+                path: path.clone(),
+                file: id,
+            });
             let Some(id) = id else { continue };
             if let Some(pos) = stack.iter().position(|f| *f == id) {
-                let mut chain: Vec<String> = stack[pos..].iter().map(|f| self.sources.get(*f).name()).collect();
+                let mut chain: Vec<String> = stack[pos..]
+                    .iter()
+                    .map(|f| self.sources.get(*f).name())
+                    .collect();
                 chain.push(self.sources.get(id).name());
                 self.diags.push(
-                    Diagnostic::new("include-cycle", path.span, format!("include cycle: {}", chain.join(" → ")))
-                        .label("this include closes the cycle")
-                        .help("remove this include; fragments may include each other only without loops"),
+                    Diagnostic::new(
+                        "include-cycle",
+                        path.span,
+                        format!("include cycle: {}", chain.join(" → ")),
+                    )
+                    .label("this include closes the cycle")
+                    .help(
+                        "remove this include; fragments may include each other only without loops",
+                    ),
                 );
                 continue;
             }
@@ -412,7 +478,9 @@ impl<'a> Loader<'a> {
                 }
                 None => continue, // parse errors already reported for that file
             }
-            let Some(own) = self.fragment_own(id) else { continue };
+            let Some(own) = self.fragment_own(id) else {
+                continue;
+            };
             stack.push(id);
             let nested = self.expand(id, &own, stack, includes);
             stack.pop();
@@ -430,10 +498,19 @@ impl<'a> Loader<'a> {
     fn pipeline(&mut self, id: FileId, node: &kdl::KdlNode) {
         let file = self.sources.get(id).clone();
         let (name, span, own) = {
-            let mut cx = Cx { file: id, dir: file.dir(), diags: &mut self.diags };
+            let mut cx = Cx {
+                file: id,
+                dir: file.dir(),
+                diags: &mut self.diags,
+            };
             let view = NodeView::new(&mut cx, node);
             view.check_props(&mut cx, &[]);
-            let name = if view.check_args(&mut cx, 1, 1, "a name, e.g. `pipeline \"debian-12\" { ... }`") {
+            let name = if view.check_args(
+                &mut cx,
+                1,
+                1,
+                "a name, e.g. `pipeline \"debian-12\" { ... }`",
+            ) {
                 nonempty_template(&mut cx, &view.args[0])
             } else {
                 None
@@ -443,9 +520,13 @@ impl<'a> Loader<'a> {
             }
             if node.children().is_none() {
                 cx.emit(
-                    Diagnostic::new("missing-block", view.span, "`pipeline` needs a block of nodes")
-                        .label("no `{ ... }`")
-                        .help("write `pipeline \"name\" { source ...; disk ...; install ... }`"),
+                    Diagnostic::new(
+                        "missing-block",
+                        view.span,
+                        "`pipeline` needs a block of nodes",
+                    )
+                    .label("no `{ ... }`")
+                    .help("write `pipeline \"name\" { source ...; disk ...; install ... }`"),
                 );
             }
             let own = decode_body(&mut cx, &view);
@@ -456,7 +537,15 @@ impl<'a> Loader<'a> {
         let base = self.expand(id, &own, &mut stack, &mut includes);
         let merged = decode_pipeline::merge(base, own);
         let Some(name) = name else { return };
-        let pipeline = decode_pipeline::build(id, span, name, merged, includes, &self.options.overrides, &mut self.diags);
+        let pipeline = decode_pipeline::build(
+            id,
+            span,
+            name,
+            merged,
+            includes,
+            &self.options.overrides,
+            &mut self.diags,
+        );
         self.check_files(&pipeline);
         self.pipelines.push(pipeline);
     }
@@ -479,9 +568,16 @@ impl<'a> Loader<'a> {
         for (path, what) in paths {
             if !self.fs.is_file(&path.resolved) {
                 self.diags.push(
-                    Diagnostic::new("missing-file", path.span, format!("{what} `{}` does not exist", path.written))
-                        .label(format!("looked for `{}`", path.resolved.display()))
-                        .help(format!("paths are relative to the file that names them (`{}`)", self.dir_of(path.span.file))),
+                    Diagnostic::new(
+                        "missing-file",
+                        path.span,
+                        format!("{what} `{}` does not exist", path.written),
+                    )
+                    .label(format!("looked for `{}`", path.resolved.display()))
+                    .help(format!(
+                        "paths are relative to the file that names them (`{}`)",
+                        self.dir_of(path.span.file)
+                    )),
                 );
             }
         }
@@ -504,12 +600,19 @@ impl<'a> Loader<'a> {
         // Names per cell must be unique; `from` must name one of them.
         let mut names: BTreeMap<String, Span> = BTreeMap::new();
         for p in &self.pipelines {
-            if p.matrix.as_ref().is_some_and(|m| m.len() > crate::limits::MAX_CHECKED_CELLS) {
+            if p.matrix
+                .as_ref()
+                .is_some_and(|m| m.len() > crate::limits::MAX_CHECKED_CELLS)
+            {
                 continue;
             }
             for cell in p.cells() {
-                let Ok(vars) = p.vars_for(&cell) else { continue };
-                let Some(name) = vars.get("pipeline") else { continue };
+                let Ok(vars) = p.vars_for(&cell) else {
+                    continue;
+                };
+                let Some(name) = vars.get("pipeline") else {
+                    continue;
+                };
                 if let Some(first) = names.get(name) {
                     if *first != p.name.span {
                         self.diags.push(
@@ -526,18 +629,29 @@ impl<'a> Loader<'a> {
         }
         for p in &self.pipelines {
             let Some(from) = &p.from else { continue };
-            if p.matrix.as_ref().is_some_and(|m| m.len() > crate::limits::MAX_CHECKED_CELLS) {
+            if p.matrix
+                .as_ref()
+                .is_some_and(|m| m.len() > crate::limits::MAX_CHECKED_CELLS)
+            {
                 continue;
             }
             let mut missing: Vec<String> = Vec::new();
             for cell in p.cells() {
-                let Ok(vars) = p.vars_for(&cell) else { continue };
-                let Ok(parent) = from.name.render(&vars) else { continue };
+                let Ok(vars) = p.vars_for(&cell) else {
+                    continue;
+                };
+                let Ok(parent) = from.name.render(&vars) else {
+                    continue;
+                };
                 if vars.get("pipeline") == Some(&parent) {
                     self.diags.push(
-                        Diagnostic::new("self-parent", from.name.span, format!("pipeline `{parent}` is built from itself"))
-                            .label("names this pipeline")
-                            .help("`from` names another pipeline"),
+                        Diagnostic::new(
+                            "self-parent",
+                            from.name.span,
+                            format!("pipeline `{parent}` is built from itself"),
+                        )
+                        .label("names this pipeline")
+                        .help("`from` names another pipeline"),
                     );
                     break;
                 }
@@ -551,9 +665,13 @@ impl<'a> Loader<'a> {
                     None => "the parent pipeline must be among the checked files (check the whole folder)".to_string(),
                 };
                 self.diags.push(
-                    Diagnostic::new("unknown-parent", from.name.span, format!("no pipeline named `{parent}`"))
-                        .label("parent not found")
-                        .help(help),
+                    Diagnostic::new(
+                        "unknown-parent",
+                        from.name.span,
+                        format!("no pipeline named `{parent}`"),
+                    )
+                    .label("parent not found")
+                    .help(help),
                 );
             }
         }
@@ -569,7 +687,11 @@ impl<'a> Loader<'a> {
                     None => "declare it in a pipeline's `variables` block".to_string(),
                 };
                 self.diags.push(
-                    Diagnostic::global("unknown-variable", format!("`--var {name}` sets a variable no pipeline declares")).help(help),
+                    Diagnostic::global(
+                        "unknown-variable",
+                        format!("`--var {name}` sets a variable no pipeline declares"),
+                    )
+                    .help(help),
                 );
             }
         }
@@ -583,7 +705,9 @@ fn has_pipeline_nodes(pipelines: &[&kdl::KdlNode]) -> bool {
 fn check_name_chars(cx: &mut Cx<'_>, name: &crate::template::Template) {
     for part in &name.parts {
         if let crate::template::TemplatePart::Literal(text) = part
-            && let Some(bad) = text.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+            && let Some(bad) = text
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
         {
             cx.emit(
                 Diagnostic::new("bad-name", name.span, format!("pipeline name `{}` contains `{bad}`", name.raw))

@@ -930,7 +930,9 @@ impl Pipeline {
         }
         if let Some(p) = &self.publish {
             f("`publish`", &p.name);
-            p.properties.iter().for_each(|prop| f("`property`", &prop.value));
+            p.properties
+                .iter()
+                .for_each(|prop| f("`property`", &prop.value));
             p.tags.iter().for_each(|t| f("`tag`", t));
         }
     }

@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(o.cli("version"), Some("12.9"));
         assert_eq!(o.env("admin-user"), Some(("KILN_VAR_admin_user", "ops")));
         assert_eq!(o.env("PATH"), None);
-        assert_eq!(Overrides::parse_arg("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(
+            Overrides::parse_arg("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
         assert!(Overrides::parse_arg("=x").is_err());
         assert!(Overrides::parse_arg("novalue").is_err());
     }

@@ -115,7 +115,10 @@ mod tests {
     #[test]
     fn secret_values_never_print() {
         let value = SecretValue("hunter2".into());
-        assert_eq!(format!("{value:?} {value}"), "SecretValue(<redacted>) <redacted>");
+        assert_eq!(
+            format!("{value:?} {value}"),
+            "SecretValue(<redacted>) <redacted>"
+        );
         assert_eq!(value.expose(), "hunter2");
     }
 

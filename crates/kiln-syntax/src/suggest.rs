@@ -47,8 +47,14 @@ mod tests {
 
     #[test]
     fn typos_find_their_word() {
-        assert_eq!(closest("sorce", ["source", "disk", "drivers"]), Some("source"));
-        assert_eq!(closest("root_size", ["root-size", "size"]), Some("root-size"));
+        assert_eq!(
+            closest("sorce", ["source", "disk", "drivers"]),
+            Some("source")
+        );
+        assert_eq!(
+            closest("root_size", ["root-size", "size"]),
+            Some("root-size")
+        );
         assert_eq!(closest("xyz", ["source", "disk"]), None);
         assert_eq!(one_of(&["a", "b", "c"]), "`a`, `b` or `c`");
     }

@@ -97,8 +97,9 @@ impl Template {
                         errors.push(TemplateSyntaxError {
                             message: "unclosed `{` in string".into(),
                             span: locate(i, i + 1),
-                            help: "write `{name}` to insert a variable, or `{{` for a literal brace"
-                                .into(),
+                            help:
+                                "write `{name}` to insert a variable, or `{{` for a literal brace"
+                                    .into(),
                         });
                         break;
                     };
@@ -164,7 +165,8 @@ impl Template {
 
     /// The text when the template references no variable.
     pub fn as_literal(&self) -> Option<String> {
-        self.is_literal().then(|| self.render_with(|_| None).unwrap_or_default())
+        self.is_literal()
+            .then(|| self.render_with(|_| None).unwrap_or_default())
     }
 
     /// Renders with values from `vars` (matrix cell values, variables and builtins).
@@ -228,7 +230,10 @@ mod tests {
     #[test]
     fn references_carry_their_own_spans() {
         let t = parse("ws-{language}-{edition}").unwrap();
-        let refs: Vec<_> = t.refs().map(|r| (r.name.as_str(), r.span.range())).collect();
+        let refs: Vec<_> = t
+            .refs()
+            .map(|r| (r.name.as_str(), r.span.range()))
+            .collect();
         assert_eq!(refs, [("language", 3..13), ("edition", 14..23)]);
     }
 

@@ -36,7 +36,7 @@ impl std::fmt::Display for ByteSize {
             ("KiB", 1 << 10),
         ];
         for (name, factor) in UNITS {
-            if self.0 >= factor && self.0 % factor == 0 {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{name}", self.0 / factor);
             }
         }
@@ -114,7 +114,7 @@ pub fn parse_size(text: &str) -> Result<ByteSize, UnitError> {
             .checked_pow(u32::try_from(frac.len()).map_err(|_| overflow())?)
             .ok_or_else(overflow)?;
         let numerator = digits * u128::from(factor);
-        if numerator % scale != 0 {
+        if !numerator.is_multiple_of(scale) {
             return Err(UnitError {
                 message: format!("size `{text}` is not a whole number of bytes"),
                 help: "use a smaller unit, e.g. `1536MiB` instead of `1.5001GiB`".into(),
@@ -142,7 +142,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let mut rest = text;
     let mut seen = String::new();
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(err(format!("`{text}` is not a duration")));
         }
@@ -213,7 +215,12 @@ mod tests {
         assert!(parse_size("1.2.3G").is_err());
         assert!(parse_size("1.B").is_err());
         assert!(parse_size("0.3B").unwrap_err().message.contains("whole"));
-        assert!(parse_size("99999999999999TiB").unwrap_err().message.contains("too large"));
+        assert!(
+            parse_size("99999999999999TiB")
+                .unwrap_err()
+                .message
+                .contains("too large")
+        );
         assert!(parse_size("10gib").unwrap_err().help.contains("`10GiB`"));
     }
 

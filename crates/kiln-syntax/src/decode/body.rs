@@ -12,12 +12,11 @@ use super::reader::{
 use crate::diagnostic::Diagnostic;
 use crate::limits;
 use crate::model::{
-    Agent, Answer, Arch, Axis, BootTest, Checksum, ChecksumAlgorithm, Compression,
-    ContainerFormat, Customize, Disk, DiskBus, DriverKind, Drivers, FileContent, FileStep,
-    Firmware, From, GlanceRef, GlanceRefKind, ImageFormat, Install, InstallMethod, LocalPath,
-    Machine, MachineType, Matrix, NicModel, Origin, Output, Property, Publish, PublishTarget,
-    Source, Step, StepKind, UserStep, Variable, Visibility, WindowsImage, WindowsSetup,
-    WindowsVersion,
+    Agent, Answer, Arch, Axis, BootTest, Checksum, ChecksumAlgorithm, Compression, ContainerFormat,
+    Customize, Disk, DiskBus, DriverKind, Drivers, FileContent, FileStep, Firmware, From,
+    GlanceRef, GlanceRefKind, ImageFormat, Install, InstallMethod, LocalPath, Machine, MachineType,
+    Matrix, NicModel, Origin, Output, Property, Publish, PublishTarget, Source, Step, StepKind,
+    UserStep, Variable, Visibility, WindowsImage, WindowsSetup, WindowsVersion,
 };
 use crate::span::{Span, Spanned};
 use crate::suggest::closest;
@@ -82,7 +81,9 @@ pub(crate) fn decode_body(cx: &mut Cx<'_>, parent: &NodeView<'_>) -> Body {
                     )
                     .label("second one")
                     .with(*first, "first one")
-                    .help(format!("a pipeline has at most one `{known}`; merge them or remove one")),
+                    .help(format!(
+                        "a pipeline has at most one `{known}`; merge them or remove one"
+                    )),
                 );
                 continue;
             }
@@ -151,18 +152,26 @@ fn variables(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Vec<Variable> {
         }
         if crate::model::BUILTIN_VARIABLES.contains(&v.name) {
             cx.emit(
-                Diagnostic::new("reserved-variable", v.name_span, format!("`{}` is a builtin variable", v.name))
-                    .label("reserved name")
-                    .help("pick another name; builtins are set by kiln"),
+                Diagnostic::new(
+                    "reserved-variable",
+                    v.name_span,
+                    format!("`{}` is a builtin variable", v.name),
+                )
+                .label("reserved name")
+                .help("pick another name; builtins are set by kiln"),
             );
             continue;
         }
         if let Some(first) = vars.iter().find(|x| x.name.value == v.name) {
             cx.emit(
-                Diagnostic::new("duplicate-variable", v.name_span, format!("variable `{}` is declared twice", v.name))
-                    .label("second declaration")
-                    .with(first.name.span, "first declaration")
-                    .help("remove one of them"),
+                Diagnostic::new(
+                    "duplicate-variable",
+                    v.name_span,
+                    format!("variable `{}` is declared twice", v.name),
+                )
+                .label("second declaration")
+                .with(first.name.span, "first declaration")
+                .help("remove one of them"),
             );
             continue;
         }
@@ -184,7 +193,12 @@ fn variables(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Vec<Variable> {
 
 fn matrix(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Matrix> {
     n.check_props(cx, &[]);
-    n.check_args(cx, 0, 0, "a block of axes, e.g. `language \"en-US\" \"de-DE\"`");
+    n.check_args(
+        cx,
+        0,
+        0,
+        "a block of axes, e.g. `language \"en-US\" \"de-DE\"`",
+    );
     let mut axes: Vec<Axis> = Vec::new();
     let mut ok = true;
     if n.node.children().is_none_or(|c| c.nodes().is_empty()) {
@@ -210,28 +224,40 @@ fn matrix(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Matrix> {
         }
         if crate::model::BUILTIN_VARIABLES.contains(&a.name) {
             cx.emit(
-                Diagnostic::new("reserved-variable", a.name_span, format!("`{}` is a builtin variable", a.name))
-                    .label("reserved name")
-                    .help("pick another axis name"),
+                Diagnostic::new(
+                    "reserved-variable",
+                    a.name_span,
+                    format!("`{}` is a builtin variable", a.name),
+                )
+                .label("reserved name")
+                .help("pick another axis name"),
             );
             ok = false;
             continue;
         }
         if let Some(first) = axes.iter().find(|x| x.name.value == a.name) {
             cx.emit(
-                Diagnostic::new("duplicate-axis", a.name_span, format!("matrix axis `{}` is given twice", a.name))
-                    .label("second axis")
-                    .with(first.name.span, "first axis")
-                    .help("put all values on one line"),
+                Diagnostic::new(
+                    "duplicate-axis",
+                    a.name_span,
+                    format!("matrix axis `{}` is given twice", a.name),
+                )
+                .label("second axis")
+                .with(first.name.span, "first axis")
+                .help("put all values on one line"),
             );
             ok = false;
             continue;
         }
         if a.args.is_empty() {
             cx.emit(
-                Diagnostic::new("empty-axis", a.name_span, format!("matrix axis `{}` has no values", a.name))
-                    .label("no values")
-                    .help(format!("list the values: `{} \"a\" \"b\"`", a.name)),
+                Diagnostic::new(
+                    "empty-axis",
+                    a.name_span,
+                    format!("matrix axis `{}` has no values", a.name),
+                )
+                .label("no values")
+                .help(format!("list the values: `{} \"a\" \"b\"`", a.name)),
             );
             ok = false;
             continue;
@@ -244,10 +270,14 @@ fn matrix(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Matrix> {
             };
             if let Some(first) = values.iter().find(|v| v.value == value.value) {
                 cx.emit(
-                    Diagnostic::new("duplicate-value", value.span, format!("value `{}` appears twice in axis `{}`", value.value, a.name))
-                        .label("repeated")
-                        .with(first.span, "first here")
-                        .help("each value makes one image; list it once"),
+                    Diagnostic::new(
+                        "duplicate-value",
+                        value.span,
+                        format!("value `{}` appears twice in axis `{}`", value.value, a.name),
+                    )
+                    .label("repeated")
+                    .with(first.span, "first here")
+                    .help("each value makes one image; list it once"),
                 );
                 ok = false;
                 continue;
@@ -293,9 +323,13 @@ fn origin(cx: &mut Cx<'_>, v: &Val<'_>, allow_glance: bool) -> Option<Origin> {
     if let Some(rest) = s.strip_prefix("glance:") {
         if !allow_glance {
             cx.emit(
-                Diagnostic::new("glance-not-allowed", v.span, "a Glance image cannot be used here")
-                    .label("Glance reference")
-                    .help("give a local path or an http(s) URL"),
+                Diagnostic::new(
+                    "glance-not-allowed",
+                    v.span,
+                    "a Glance image cannot be used here",
+                )
+                .label("Glance reference")
+                .help("give a local path or an http(s) URL"),
             );
             return None;
         }
@@ -307,7 +341,11 @@ fn origin(cx: &mut Cx<'_>, v: &Val<'_>, allow_glance: bool) -> Option<Origin> {
             );
             return None;
         }
-        let kind = if is_uuid(rest) { GlanceRefKind::Id } else { GlanceRefKind::Name };
+        let kind = if is_uuid(rest) {
+            GlanceRefKind::Id
+        } else {
+            GlanceRefKind::Name
+        };
         let span = v.locate(s, "glance:".len(), s.len());
         return Some(Origin::Glance(GlanceRef {
             value: Spanned::new(rest.to_string(), span),
@@ -316,17 +354,27 @@ fn origin(cx: &mut Cx<'_>, v: &Val<'_>, allow_glance: bool) -> Option<Origin> {
     }
     if let Some((scheme, _)) = s.split_once("://") {
         cx.emit(
-            Diagnostic::new("unsupported-scheme", v.locate(s, 0, scheme.len()), format!("unsupported URL scheme `{scheme}`"))
-                .label("unsupported scheme")
-                .help("use `https://`, `http://`, `glance:<id or name>` or a path relative to this file"),
+            Diagnostic::new(
+                "unsupported-scheme",
+                v.locate(s, 0, scheme.len()),
+                format!("unsupported URL scheme `{scheme}`"),
+            )
+            .label("unsupported scheme")
+            .help(
+                "use `https://`, `http://`, `glance:<id or name>` or a path relative to this file",
+            ),
         );
         return None;
     }
     if s.contains('{') {
         cx.emit(
-            Diagnostic::new("template-in-path", v.span, "local paths cannot use variables")
-                .label("`{` in a path")
-                .help("paths are resolved when the file is read; write the path literally"),
+            Diagnostic::new(
+                "template-in-path",
+                v.span,
+                "local paths cannot use variables",
+            )
+            .label("`{` in a path")
+            .help("paths are resolved when the file is read; write the path literally"),
         );
         return None;
     }
@@ -359,28 +407,44 @@ pub(crate) fn checksum(cx: &mut Cx<'_>, v: &Val<'_>) -> Option<Checksum> {
         cx.emit(
             Diagnostic::new("bad-checksum", v.span, "checksum has no algorithm prefix")
                 .label("no `algorithm:`")
-                .help(format!("write `{guess}:{s}`; accepted: `sha256:`, `sha512:`, `md5:`")),
+                .help(format!(
+                    "write `{guess}:{s}`; accepted: `sha256:`, `sha512:`, `md5:`"
+                )),
         );
         return None;
     };
     let Some(&(_, algorithm)) = ALGOS.iter().find(|(n, _)| n.eq_ignore_ascii_case(prefix)) else {
         let help = match closest(prefix, ["sha256", "sha512", "md5"]) {
-            Some(c) if prefix != "sha1" => format!("did you mean `{c}`? accepted: `sha256:`, `sha512:`, `md5:`"),
+            Some(c) if prefix != "sha1" => {
+                format!("did you mean `{c}`? accepted: `sha256:`, `sha512:`, `md5:`")
+            }
             _ => "accepted: `sha256:`, `sha512:`, `md5:`".to_string(),
         };
         cx.emit(
-            Diagnostic::new("bad-checksum", v.locate(s, 0, prefix.len()), format!("unsupported checksum algorithm `{prefix}`"))
-                .label("unsupported algorithm")
-                .help(help),
+            Diagnostic::new(
+                "bad-checksum",
+                v.locate(s, 0, prefix.len()),
+                format!("unsupported checksum algorithm `{prefix}`"),
+            )
+            .label("unsupported algorithm")
+            .help(help),
         );
         return None;
     };
     let hex_start = prefix.len() + 1;
     if let Some((i, c)) = hex.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
         cx.emit(
-            Diagnostic::new("bad-checksum", v.locate(s, hex_start + i, hex_start + i + c.len_utf8()), format!("`{c}` is not a hex digit"))
-                .label("not hex")
-                .help(format!("a {} digest is {} hex digits (0-9, a-f)", algorithm.name(), algorithm.hex_len())),
+            Diagnostic::new(
+                "bad-checksum",
+                v.locate(s, hex_start + i, hex_start + i + c.len_utf8()),
+                format!("`{c}` is not a hex digit"),
+            )
+            .label("not hex")
+            .help(format!(
+                "a {} digest is {} hex digits (0-9, a-f)",
+                algorithm.name(),
+                algorithm.hex_len()
+            )),
         );
         return None;
     }
@@ -389,7 +453,12 @@ pub(crate) fn checksum(cx: &mut Cx<'_>, v: &Val<'_>) -> Option<Checksum> {
             Diagnostic::new(
                 "bad-checksum",
                 v.locate(s, hex_start, s.len()),
-                format!("{} digest has {} hex digits, expected {}", algorithm.name(), hex.len(), algorithm.hex_len()),
+                format!(
+                    "{} digest has {} hex digits, expected {}",
+                    algorithm.name(),
+                    hex.len(),
+                    algorithm.hex_len()
+                ),
             )
             .label(format!("{} digits", hex.len()))
             .help("copy the whole digest, e.g. from `sha256sum FILE`"),
@@ -404,7 +473,12 @@ pub(crate) fn checksum(cx: &mut Cx<'_>, v: &Val<'_>) -> Option<Checksum> {
 }
 
 /// `origin checksum=...` shared by `source`, `drivers` and `installer`.
-fn fetched(cx: &mut Cx<'_>, n: &NodeView<'_>, allow_glance: bool, what: &str) -> Option<(Origin, Option<Checksum>)> {
+fn fetched(
+    cx: &mut Cx<'_>,
+    n: &NodeView<'_>,
+    allow_glance: bool,
+    what: &str,
+) -> Option<(Origin, Option<Checksum>)> {
     if !n.check_args(cx, 1, 1, what) {
         return None;
     }
@@ -422,9 +496,13 @@ fn fetched(cx: &mut Cx<'_>, n: &NodeView<'_>, allow_glance: bool, what: &str) ->
         }
         (Origin::Glance(_), Some(c)) => {
             cx.emit(
-                Diagnostic::new("unexpected-checksum", c.entry_span, "a Glance image carries its own checksums")
-                    .label("not used for Glance sources")
-                    .help("remove `checksum`; kiln verifies Glance's md5 and sha512 while downloading"),
+                Diagnostic::new(
+                    "unexpected-checksum",
+                    c.entry_span,
+                    "a Glance image carries its own checksums",
+                )
+                .label("not used for Glance sources")
+                .help("remove `checksum`; kiln verifies Glance's md5 and sha512 while downloading"),
             );
             return None;
         }
@@ -440,23 +518,44 @@ fn source(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Source> {
     n.check_props(cx, &["checksum"]);
     n.no_children(cx);
     let (origin, checksum) = fetched(cx, n, true, "a path, an http(s) URL or `glance:<image>`")?;
-    Some(Source { span: n.span, origin, checksum })
+    Some(Source {
+        span: n.span,
+        origin,
+        checksum,
+    })
 }
 
 fn drivers(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Drivers> {
     n.check_props(cx, &["checksum", "kind"]);
     n.no_children(cx);
     let kind = match n.prop("kind") {
-        Some(v) => choice(cx, &v, &[("virtio-win", DriverKind::VirtioWin), ("other", DriverKind::Other)])?,
+        Some(v) => choice(
+            cx,
+            &v,
+            &[
+                ("virtio-win", DriverKind::VirtioWin),
+                ("other", DriverKind::Other),
+            ],
+        )?,
         None => Spanned::new(DriverKind::VirtioWin, n.span),
     };
     let (origin, checksum) = fetched(cx, n, false, "a path or an http(s) URL of a driver ISO")?;
-    Some(Drivers { span: n.span, origin, checksum, kind })
+    Some(Drivers {
+        span: n.span,
+        origin,
+        checksum,
+        kind,
+    })
 }
 
 fn disk(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Disk> {
     n.check_props(cx, &["size", "format"]);
-    n.check_args(cx, 0, 0, "only properties: `size=\"40GiB\" format=\"qcow2\"`");
+    n.check_args(
+        cx,
+        0,
+        0,
+        "only properties: `size=\"40GiB\" format=\"qcow2\"`",
+    );
     n.no_children(cx);
     let format = match n.prop("format") {
         Some(v) => choice(cx, &v, FORMATS),
@@ -468,47 +567,102 @@ fn disk(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Disk> {
             cx.emit(
                 Diagnostic::new("missing-property", n.name_span, "`disk` needs `size`")
                     .label("no size")
-                    .help(format!("e.g. `disk size=\"20GiB\"`; at least {}", limits::MIN_DISK)),
+                    .help(format!(
+                        "e.g. `disk size=\"20GiB\"`; at least {}",
+                        limits::MIN_DISK
+                    )),
             );
             None
         }
     };
-    Some(Disk { span: n.span, size: size?, format: format? })
+    Some(Disk {
+        span: n.span,
+        size: size?,
+        format: format?,
+    })
 }
 
 const FORMATS: &[(&str, ImageFormat)] = &[("qcow2", ImageFormat::Qcow2), ("raw", ImageFormat::Raw)];
 
 /// Decodes `machine`; fields that are absent or wrong get their defaults spanned at `at`.
 pub(crate) fn machine(cx: &mut Cx<'_>, n: &NodeView<'_>, at: Span) -> Machine {
-    n.check_props(cx, &["cpus", "memory", "firmware", "secure-boot", "type", "tpm", "disk-bus", "nic"]);
+    n.check_props(
+        cx,
+        &[
+            "cpus",
+            "memory",
+            "firmware",
+            "secure-boot",
+            "type",
+            "tpm",
+            "disk-bus",
+            "nic",
+        ],
+    );
     n.check_args(cx, 0, 0, "only properties, e.g. `cpus=2 memory=\"4GiB\"`");
     n.no_children(cx);
     let mut m = default_machine(at);
-    if let Some(v) = n.prop("cpus").and_then(|v| integer(cx, &v, 1, limits::MAX_CPUS)) {
+    if let Some(v) = n
+        .prop("cpus")
+        .and_then(|v| integer(cx, &v, 1, limits::MAX_CPUS))
+    {
         m.cpus = v;
     }
-    if let Some(v) = n.prop("memory").and_then(|v| size(cx, &v, limits::MIN_MEMORY, limits::MAX_MEMORY)) {
+    if let Some(v) = n
+        .prop("memory")
+        .and_then(|v| size(cx, &v, limits::MIN_MEMORY, limits::MAX_MEMORY))
+    {
         m.memory = v;
     }
-    if let Some(v) = n.prop("firmware").and_then(|v| choice(cx, &v, &[("bios", Firmware::Bios), ("uefi", Firmware::Uefi)])) {
+    if let Some(v) = n.prop("firmware").and_then(|v| {
+        choice(
+            cx,
+            &v,
+            &[("bios", Firmware::Bios), ("uefi", Firmware::Uefi)],
+        )
+    }) {
         m.firmware = v;
     }
     if let Some(v) = n.prop("secure-boot").and_then(|v| boolean(cx, &v)) {
         m.secure_boot = v;
     }
-    if let Some(v) = n.prop("type").and_then(|v| choice(cx, &v, &[("pc", MachineType::Pc), ("q35", MachineType::Q35)])) {
+    if let Some(v) = n.prop("type").and_then(|v| {
+        choice(
+            cx,
+            &v,
+            &[("pc", MachineType::Pc), ("q35", MachineType::Q35)],
+        )
+    }) {
         m.machine_type = v;
     }
     if let Some(v) = n.prop("tpm").and_then(|v| boolean(cx, &v)) {
         m.tpm = v;
     }
     if let Some(v) = n.prop("disk-bus").and_then(|v| {
-        choice(cx, &v, &[("virtio", DiskBus::Virtio), ("scsi", DiskBus::Scsi), ("sata", DiskBus::Sata), ("ide", DiskBus::Ide)])
+        choice(
+            cx,
+            &v,
+            &[
+                ("virtio", DiskBus::Virtio),
+                ("scsi", DiskBus::Scsi),
+                ("sata", DiskBus::Sata),
+                ("ide", DiskBus::Ide),
+            ],
+        )
     }) {
         m.disk_bus = v;
     }
     if let Some(v) = n.prop("nic").and_then(|v| {
-        choice(cx, &v, &[("virtio", NicModel::Virtio), ("e1000", NicModel::E1000), ("e1000e", NicModel::E1000e), ("rtl8139", NicModel::Rtl8139)])
+        choice(
+            cx,
+            &v,
+            &[
+                ("virtio", NicModel::Virtio),
+                ("e1000", NicModel::E1000),
+                ("e1000e", NicModel::E1000e),
+                ("rtl8139", NicModel::Rtl8139),
+            ],
+        )
     }) {
         m.nic = v;
     }
@@ -551,7 +705,12 @@ const WINDOWS_NODES: &[&str] = &[
 
 fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
     n.check_props(cx, &["file", "inline", "timeout"]);
-    if !n.check_args(cx, 1, 1, "a method: `kickstart`, `preseed`, `autoinstall`, `autounattend`, `kiln-install` or `none`") {
+    if !n.check_args(
+        cx,
+        1,
+        1,
+        "a method: `kickstart`, `preseed`, `autoinstall`, `autounattend`, `kiln-install` or `none`",
+    ) {
         return None;
     }
     let method = choice(cx, &n.args[0], INSTALL_METHODS);
@@ -560,15 +719,21 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
         None => Some(Spanned::new(limits::DEFAULT_INSTALL_TIMEOUT, n.span)),
     };
     let answer = match (n.prop("file"), n.prop("inline")) {
-        (Some(f), None) => nonempty(cx, &f).map(|p| Some(Answer::File(cx.local_path(&p.value, p.span)))),
+        (Some(f), None) => {
+            nonempty(cx, &f).map(|p| Some(Answer::File(cx.local_path(&p.value, p.span))))
+        }
         (None, Some(i)) => nonempty_template(cx, &i).map(|t| Some(Answer::Inline(t))),
         (None, None) => Some(None),
         (Some(f), Some(i)) => {
             cx.emit(
-                Diagnostic::new("conflicting-properties", i.entry_span, "`install` takes `file` or `inline`, not both")
-                    .label("second answer file")
-                    .with(f.entry_span, "first answer file")
-                    .help("keep one of them"),
+                Diagnostic::new(
+                    "conflicting-properties",
+                    i.entry_span,
+                    "`install` takes `file` or `inline`, not both",
+                )
+                .label("second answer file")
+                .with(f.entry_span, "first answer file")
+                .help("keep one of them"),
             );
             None
         }
@@ -618,17 +783,34 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
             );
             return None;
         }
-        (InstallMethod::Kickstart | InstallMethod::Preseed | InstallMethod::Autoinstall | InstallMethod::KilnInstall, None, _) => {
+        (
+            InstallMethod::Kickstart
+            | InstallMethod::Preseed
+            | InstallMethod::Autoinstall
+            | InstallMethod::KilnInstall,
+            None,
+            _,
+        ) => {
             cx.emit(
-                Diagnostic::new("missing-answer", method.span, format!("`{}` needs an answer file", method.value.name()))
-                    .label("no answer file")
-                    .help("add `file=\"path\"` (relative to this file) or `inline=\"...\"`"),
+                Diagnostic::new(
+                    "missing-answer",
+                    method.span,
+                    format!("`{}` needs an answer file", method.value.name()),
+                )
+                .label("no answer file")
+                .help("add `file=\"path\"` (relative to this file) or `inline=\"...\"`"),
             );
             return None;
         }
         _ => {}
     }
-    Some(Install { span: n.span, method, answer, timeout: timeout?, windows })
+    Some(Install {
+        span: n.span,
+        method,
+        answer,
+        timeout: timeout?,
+        windows,
+    })
 }
 
 fn windows_setup(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<WindowsSetup> {
@@ -653,10 +835,14 @@ fn windows_setup(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<WindowsSetup> {
         let c = NodeView::new(cx, child);
         if let Some(first) = seen.get(known) {
             cx.emit(
-                Diagnostic::new("duplicate-node", c.name_span, format!("`{known}` is given twice in `install`"))
-                    .label("second one")
-                    .with(*first, "first one")
-                    .help("keep one of them"),
+                Diagnostic::new(
+                    "duplicate-node",
+                    c.name_span,
+                    format!("`{known}` is given twice in `install`"),
+                )
+                .label("second one")
+                .with(*first, "first one")
+                .help("keep one of them"),
             );
             ok = false;
             continue;
@@ -668,33 +854,54 @@ fn windows_setup(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<WindowsSetup> {
             c.check_args(cx, 1, 1, what)
         };
         let got = match known {
-            "version" => single(cx, &c, "a Windows version").then(|| {
-                choice(cx, &c.args[0], &[
-                    ("10", WindowsVersion::W10),
-                    ("11", WindowsVersion::W11),
-                    ("server-2016", WindowsVersion::Server2016),
-                    ("server-2019", WindowsVersion::Server2019),
-                    ("server-2022", WindowsVersion::Server2022),
-                    ("server-2025", WindowsVersion::Server2025),
-                ])
-                .map(|v| version = Some(v))
-            }).flatten(),
-            "arch" => single(cx, &c, "`amd64` or `arm64`").then(|| {
-                choice(cx, &c.args[0], &[("amd64", Arch::Amd64), ("arm64", Arch::Arm64)]).map(|v| arch = v)
-            }).flatten(),
+            "version" => single(cx, &c, "a Windows version")
+                .then(|| {
+                    choice(
+                        cx,
+                        &c.args[0],
+                        &[
+                            ("10", WindowsVersion::W10),
+                            ("11", WindowsVersion::W11),
+                            ("server-2016", WindowsVersion::Server2016),
+                            ("server-2019", WindowsVersion::Server2019),
+                            ("server-2022", WindowsVersion::Server2022),
+                            ("server-2025", WindowsVersion::Server2025),
+                        ],
+                    )
+                    .map(|v| version = Some(v))
+                })
+                .flatten(),
+            "arch" => single(cx, &c, "`amd64` or `arm64`")
+                .then(|| {
+                    choice(
+                        cx,
+                        &c.args[0],
+                        &[("amd64", Arch::Amd64), ("arm64", Arch::Arm64)],
+                    )
+                    .map(|v| arch = v)
+                })
+                .flatten(),
             "image" => {
                 c.check_props(cx, &["name", "index"]);
                 c.no_children(cx);
                 c.check_args(cx, 0, 0, "`name=\"...\"` or `index=N`");
                 match (c.prop("name"), c.prop("index")) {
-                    (Some(v), None) => nonempty_template(cx, &v).map(|t| image = Some(WindowsImage::Name(t))),
-                    (None, Some(v)) => integer(cx, &v, 1, 64).map(|i| image = Some(WindowsImage::Index(i))),
+                    (Some(v), None) => {
+                        nonempty_template(cx, &v).map(|t| image = Some(WindowsImage::Name(t)))
+                    }
+                    (None, Some(v)) => {
+                        integer(cx, &v, 1, 64).map(|i| image = Some(WindowsImage::Index(i)))
+                    }
                     (Some(a), Some(b)) => {
                         cx.emit(
-                            Diagnostic::new("conflicting-properties", b.entry_span, "`image` takes `name` or `index`, not both")
-                                .label("second choice")
-                                .with(a.entry_span, "first choice")
-                                .help("keep one of them"),
+                            Diagnostic::new(
+                                "conflicting-properties",
+                                b.entry_span,
+                                "`image` takes `name` or `index`, not both",
+                            )
+                            .label("second choice")
+                            .with(a.entry_span, "first choice")
+                            .help("keep one of them"),
                         );
                         None
                     }
@@ -708,9 +915,15 @@ fn windows_setup(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<WindowsSetup> {
                     }
                 }
             }
-            "language" => single(cx, &c, "a language tag such as `en-US`").then(|| nonempty_template(cx, &c.args[0]).map(|t| language = t)).flatten(),
-            "timezone" => single(cx, &c, "a Windows time zone name").then(|| nonempty_template(cx, &c.args[0]).map(|t| timezone = t)).flatten(),
-            "computer-name" => single(cx, &c, "a computer name").then(|| nonempty_template(cx, &c.args[0]).map(|t| computer_name = t)).flatten(),
+            "language" => single(cx, &c, "a language tag such as `en-US`")
+                .then(|| nonempty_template(cx, &c.args[0]).map(|t| language = t))
+                .flatten(),
+            "timezone" => single(cx, &c, "a Windows time zone name")
+                .then(|| nonempty_template(cx, &c.args[0]).map(|t| timezone = t))
+                .flatten(),
+            "computer-name" => single(cx, &c, "a computer name")
+                .then(|| nonempty_template(cx, &c.args[0]).map(|t| computer_name = t))
+                .flatten(),
             "product-key" => secret(cx, &c).map(|s| product_key = Some(s)),
             "admin-password" => secret(cx, &c).map(|s| admin_password = Some(s)),
             _ => unreachable!("WINDOWS_NODES covers every arm"),
@@ -720,13 +933,20 @@ fn windows_setup(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<WindowsSetup> {
     for (required, example) in [
         ("version", "version \"server-2022\""),
         ("image", "image name=\"Windows Server 2022 SERVERSTANDARD\""),
-        ("admin-password", "admin-password env=\"KILN_WINDOWS_ADMIN_PASSWORD\""),
+        (
+            "admin-password",
+            "admin-password env=\"KILN_WINDOWS_ADMIN_PASSWORD\"",
+        ),
     ] {
         if !seen.contains_key(required) {
             cx.emit(
-                Diagnostic::new("missing-node", n.name_span, format!("autounattend settings need `{required}`"))
-                    .label(format!("no `{required}` in this block"))
-                    .help(format!("add `{example}` inside the braces")),
+                Diagnostic::new(
+                    "missing-node",
+                    n.name_span,
+                    format!("autounattend settings need `{required}`"),
+                )
+                .label(format!("no `{required}` in this block"))
+                .help(format!("add `{example}` inside the braces")),
             );
             ok = false;
         }
@@ -747,14 +967,29 @@ fn windows_setup(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<WindowsSetup> {
     })
 }
 
-const STEP_NODES: &[&str] = &["installer", "package", "file", "run", "user", "plugin", "generalize"];
+const STEP_NODES: &[&str] = &[
+    "installer",
+    "package",
+    "file",
+    "run",
+    "user",
+    "plugin",
+    "generalize",
+];
 
 fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
     n.check_props(cx, &["timeout"]);
     if !n.check_args(cx, 1, 1, "the agent: `cloud-init` or `cloudbase-init`") {
         return None;
     }
-    let agent = choice(cx, &n.args[0], &[("cloud-init", Agent::CloudInit), ("cloudbase-init", Agent::CloudbaseInit)]);
+    let agent = choice(
+        cx,
+        &n.args[0],
+        &[
+            ("cloud-init", Agent::CloudInit),
+            ("cloudbase-init", Agent::CloudbaseInit),
+        ],
+    );
     let timeout = match n.prop("timeout") {
         Some(v) => duration(cx, &v, limits::MIN_TIMEOUT, limits::MAX_TIMEOUT),
         None => Some(Spanned::new(limits::DEFAULT_CUSTOMIZE_TIMEOUT, n.span)),
@@ -775,10 +1010,14 @@ fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
             match &agent {
                 Some(a) if a.value != want => {
                     cx.emit(
-                        Diagnostic::new("wrong-agent", c.name_span, format!("`{}` is for {} only", c.name, want.name()))
-                            .label(format!("not supported by {}", a.value.name()))
-                            .with(a.span, "agent chosen here")
-                            .help(help.to_string()),
+                        Diagnostic::new(
+                            "wrong-agent",
+                            c.name_span,
+                            format!("`{}` is for {} only", c.name, want.name()),
+                        )
+                        .label(format!("not supported by {}", a.value.name()))
+                        .with(a.span, "agent chosen here")
+                        .help(help.to_string()),
                     );
                     false
                 }
@@ -792,10 +1031,14 @@ fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
                 c.check_args(cx, 0, 1, "an optional `#true` or `#false`");
                 if let Some(first) = &generalize {
                     cx.emit(
-                        Diagnostic::new("duplicate-node", c.name_span, "`generalize` is given twice")
-                            .label("second one")
-                            .with(first.span, "first one")
-                            .help("keep one of them"),
+                        Diagnostic::new(
+                            "duplicate-node",
+                            c.name_span,
+                            "`generalize` is given twice",
+                        )
+                        .label("second one")
+                        .with(first.span, "first one")
+                        .help("keep one of them"),
                     );
                     ok = false;
                     continue;
@@ -810,7 +1053,11 @@ fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
                 continue;
             }
             "installer" => {
-                if !agent_only(cx, Agent::CloudbaseInit, "cloud-init comes with the Linux image; remove `installer`") {
+                if !agent_only(
+                    cx,
+                    Agent::CloudbaseInit,
+                    "cloud-init comes with the Linux image; remove `installer`",
+                ) {
                     ok = false;
                     continue;
                 }
@@ -818,22 +1065,36 @@ fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
                 c.no_children(cx);
                 if let Some(first) = &installer {
                     cx.emit(
-                        Diagnostic::new("duplicate-node", c.name_span, "`installer` is given twice")
-                            .label("second one")
-                            .with(first.span, "first one")
-                            .help("keep one of them"),
+                        Diagnostic::new(
+                            "duplicate-node",
+                            c.name_span,
+                            "`installer` is given twice",
+                        )
+                        .label("second one")
+                        .with(first.span, "first one")
+                        .help("keep one of them"),
                     );
                     ok = false;
                     continue;
                 }
                 match fetched(cx, &c, false, "the path or URL of the cloudbase-init MSI") {
-                    Some((origin, checksum)) => installer = Some(crate::model::Source { span: c.span, origin, checksum }),
+                    Some((origin, checksum)) => {
+                        installer = Some(crate::model::Source {
+                            span: c.span,
+                            origin,
+                            checksum,
+                        })
+                    }
                     None => ok = false,
                 }
                 continue;
             }
             "package" => {
-                if !agent_only(cx, Agent::CloudInit, "cloudbase-init cannot install packages; use `run` with a PowerShell command") {
+                if !agent_only(
+                    cx,
+                    Agent::CloudInit,
+                    "cloudbase-init cannot install packages; use `run` with a PowerShell command",
+                ) {
                     ok = false;
                     continue;
                 }
@@ -843,7 +1104,11 @@ fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
                     ok = false;
                     continue;
                 }
-                let pkgs: Vec<_> = c.args.iter().filter_map(|a| nonempty_template(cx, a)).collect();
+                let pkgs: Vec<_> = c
+                    .args
+                    .iter()
+                    .filter_map(|a| nonempty_template(cx, a))
+                    .collect();
                 if pkgs.len() != c.args.len() {
                     ok = false;
                     continue;
@@ -866,7 +1131,11 @@ fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
                 }
             }
             "plugin" => {
-                if !agent_only(cx, Agent::CloudbaseInit, "cloud-init modules are configured by the steps; remove `plugin`") {
+                if !agent_only(
+                    cx,
+                    Agent::CloudbaseInit,
+                    "cloud-init modules are configured by the steps; remove `plugin`",
+                ) {
                     ok = false;
                     continue;
                 }
@@ -900,7 +1169,10 @@ fn customize(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Customize> {
             },
             _ => unreachable!("STEP_NODES covers every arm"),
         };
-        steps.push(Step { span: c.span, kind: step });
+        steps.push(Step {
+            span: c.span,
+            kind: step,
+        });
     }
     let agent = agent?;
     if !ok {
@@ -924,32 +1196,48 @@ fn file_step(cx: &mut Cx<'_>, c: &NodeView<'_>) -> Option<FileStep> {
     }
     let path = nonempty_template(cx, &c.args[0]);
     if let Some(p) = &path
-        && !(p.raw.starts_with('/') || p.raw.get(1..3) == Some(":\\") || p.raw.get(1..3) == Some(":/"))
+        && !(p.raw.starts_with('/')
+            || p.raw.get(1..3) == Some(":\\")
+            || p.raw.get(1..3) == Some(":/"))
     {
         cx.emit(
-            Diagnostic::new("relative-guest-path", p.span, format!("`{}` is not an absolute path in the image", p.raw))
-                .label("relative path")
-                .help("write the full path, e.g. `/etc/motd` or `C:\\\\kiln\\\\setup.ps1`"),
+            Diagnostic::new(
+                "relative-guest-path",
+                p.span,
+                format!("`{}` is not an absolute path in the image", p.raw),
+            )
+            .label("relative path")
+            .help("write the full path, e.g. `/etc/motd` or `C:\\\\kiln\\\\setup.ps1`"),
         );
         return None;
     }
     let content = match (c.prop("content"), c.prop("source")) {
         (Some(v), None) => template(cx, &v).map(FileContent::Inline),
-        (None, Some(v)) => nonempty(cx, &v).map(|p| FileContent::Source(cx.local_path(&p.value, p.span))),
+        (None, Some(v)) => {
+            nonempty(cx, &v).map(|p| FileContent::Source(cx.local_path(&p.value, p.span)))
+        }
         (Some(a), Some(b)) => {
             cx.emit(
-                Diagnostic::new("conflicting-properties", b.entry_span, "`file` takes `content` or `source`, not both")
-                    .label("second content")
-                    .with(a.entry_span, "first content")
-                    .help("keep one of them"),
+                Diagnostic::new(
+                    "conflicting-properties",
+                    b.entry_span,
+                    "`file` takes `content` or `source`, not both",
+                )
+                .label("second content")
+                .with(a.entry_span, "first content")
+                .help("keep one of them"),
             );
             None
         }
         (None, None) => {
             cx.emit(
-                Diagnostic::new("missing-property", c.name_span, "`file` needs `content` or `source`")
-                    .label("no content")
-                    .help("add `content=\"...\"` or `source=\"path/next/to/the/pipeline\"`"),
+                Diagnostic::new(
+                    "missing-property",
+                    c.name_span,
+                    "`file` needs `content` or `source`",
+                )
+                .label("no content")
+                .help("add `content=\"...\"` or `source=\"path/next/to/the/pipeline\"`"),
             );
             None
         }
@@ -965,18 +1253,33 @@ fn file_step(cx: &mut Cx<'_>, c: &NodeView<'_>) -> Option<FileStep> {
         Some(v) => Some(nonempty_template(cx, &v)?),
         None => None,
     };
-    Some(FileStep { path: path?, content: content?, mode, owner })
+    Some(FileStep {
+        path: path?,
+        content: content?,
+        mode,
+        owner,
+    })
 }
 
 fn mode(cx: &mut Cx<'_>, v: &Val<'_>) -> Option<Spanned<u32>> {
     let s = match v.value {
         kdl::KdlValue::String(s) => s,
         kdl::KdlValue::Integer(n) => {
-            super::reader::expected(cx, v, "an octal mode string", Some(format!("quote it so it stays octal: `\"{n:04}\"`")));
+            super::reader::expected(
+                cx,
+                v,
+                "an octal mode string",
+                Some(format!("quote it so it stays octal: `\"{n:04}\"`")),
+            );
             return None;
         }
         _ => {
-            super::reader::expected(cx, v, "an octal mode string", Some("e.g. `\"0644\"`".into()));
+            super::reader::expected(
+                cx,
+                v,
+                "an octal mode string",
+                Some("e.g. `\"0644\"`".into()),
+            );
             return None;
         }
     };
@@ -1008,9 +1311,13 @@ fn user_step(cx: &mut Cx<'_>, c: &NodeView<'_>, agent: Option<Agent>) -> Option<
     let shell = match c.prop("shell") {
         Some(v) if agent == Some(Agent::CloudbaseInit) => {
             cx.emit(
-                Diagnostic::new("wrong-agent", v.entry_span, "`shell` is for cloud-init only")
-                    .label("not supported by cloudbase-init")
-                    .help("remove `shell`; Windows users have no login shell setting"),
+                Diagnostic::new(
+                    "wrong-agent",
+                    v.entry_span,
+                    "`shell` is for cloud-init only",
+                )
+                .label("not supported by cloudbase-init")
+                .help("remove `shell`; Windows users have no login shell setting"),
             );
             return None;
         }
@@ -1054,12 +1361,24 @@ fn user_step(cx: &mut Cx<'_>, c: &NodeView<'_>, agent: Option<Agent>) -> Option<
     if !ok {
         return None;
     }
-    Some(UserStep { name: name?, groups, ssh_keys, password, admin: admin?, shell })
+    Some(UserStep {
+        name: name?,
+        groups,
+        ssh_keys,
+        password,
+        admin: admin?,
+        shell,
+    })
 }
 
 fn boot_test(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<BootTest> {
     n.check_props(cx, &["timeout"]);
-    n.check_args(cx, 0, 0, "only `timeout=` and an optional block of `expect` lines");
+    n.check_args(
+        cx,
+        0,
+        0,
+        "only `timeout=` and an optional block of `expect` lines",
+    );
     let timeout = match n.prop("timeout") {
         Some(v) => duration(cx, &v, limits::MIN_TIMEOUT, limits::MAX_TIMEOUT),
         None => Some(Spanned::new(limits::DEFAULT_BOOT_TEST_TIMEOUT, n.span)),
@@ -1075,7 +1394,12 @@ fn boot_test(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<BootTest> {
         let e = NodeView::new(cx, child);
         e.check_props(cx, &[]);
         e.no_children(cx);
-        if !e.check_args(cx, 1, 1, "one line of text to wait for on the serial console") {
+        if !e.check_args(
+            cx,
+            1,
+            1,
+            "one line of text to wait for on the serial console",
+        ) {
             ok = false;
             continue;
         }
@@ -1087,20 +1411,37 @@ fn boot_test(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<BootTest> {
     if !ok {
         return None;
     }
-    Some(BootTest { span: n.span, timeout: timeout?, expect })
+    Some(BootTest {
+        span: n.span,
+        timeout: timeout?,
+        expect,
+    })
 }
 
 /// Decodes `output`; absent or wrong values get defaults spanned at `at`.
 pub(crate) fn output(cx: &mut Cx<'_>, n: &NodeView<'_>, at: Span) -> Output {
     n.check_props(cx, &["format", "compression"]);
-    n.check_args(cx, 0, 0, "only properties: `format=\"qcow2\" compression=\"zstd\"`");
+    n.check_args(
+        cx,
+        0,
+        0,
+        "only properties: `format=\"qcow2\" compression=\"zstd\"`",
+    );
     n.no_children(cx);
     let mut out = default_output(at);
     if let Some(v) = n.prop("format").and_then(|v| choice(cx, &v, FORMATS)) {
         out.format = v;
     }
     if let Some(v) = n.prop("compression").and_then(|v| {
-        choice(cx, &v, &[("none", Compression::None), ("zlib", Compression::Zlib), ("zstd", Compression::Zstd)])
+        choice(
+            cx,
+            &v,
+            &[
+                ("none", Compression::None),
+                ("zlib", Compression::Zlib),
+                ("zstd", Compression::Zstd),
+            ],
+        )
     }) {
         out.compression = v;
     }
@@ -1120,7 +1461,10 @@ const RESERVED_PROPERTIES: &[(&str, &str)] = &[
     ("name", "use `publish glance name=\"...\"`"),
     ("visibility", "use `publish ... visibility=\"...\"`"),
     ("disk_format", "use `publish ... disk-format=\"...\"`"),
-    ("container_format", "use `publish ... container-format=\"...\"`"),
+    (
+        "container_format",
+        "use `publish ... container-format=\"...\"`",
+    ),
     ("min_disk", "use `publish ... min-disk=\"...\"`"),
     ("min_ram", "use `publish ... min-ram=\"...\"`"),
     ("protected", "use `publish ... protected=#true`"),
@@ -1181,9 +1525,19 @@ const KNOWN_PROPERTIES: &[&str] = &[
 /// Allowed values for some well-known properties.
 const PROPERTY_VALUES: &[(&str, &[&str])] = &[
     ("os_type", &["linux", "windows"]),
-    ("hw_disk_bus", &["virtio", "scsi", "ide", "sata", "usb", "fdc", "lxc", "uml", "xen"]),
+    (
+        "hw_disk_bus",
+        &[
+            "virtio", "scsi", "ide", "sata", "usb", "fdc", "lxc", "uml", "xen",
+        ],
+    ),
     ("hw_firmware_type", &["bios", "uefi"]),
-    ("hw_vif_model", &["virtio", "e1000", "e1000e", "ne2k_pci", "pcnet", "rtl8139", "vmxnet3"]),
+    (
+        "hw_vif_model",
+        &[
+            "virtio", "e1000", "e1000e", "ne2k_pci", "pcnet", "rtl8139", "vmxnet3",
+        ],
+    ),
     ("hw_qemu_guest_agent", &["yes", "no"]),
     ("hw_tpm_version", &["1.2", "2.0"]),
     ("hw_tpm_model", &["tpm-tis", "tpm-crb"]),
@@ -1192,7 +1546,19 @@ const PROPERTY_VALUES: &[(&str, &[&str])] = &[
 ];
 
 fn publish(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Publish> {
-    n.check_props(cx, &["name", "cloud", "visibility", "disk-format", "container-format", "min-disk", "min-ram", "protected"]);
+    n.check_props(
+        cx,
+        &[
+            "name",
+            "cloud",
+            "visibility",
+            "disk-format",
+            "container-format",
+            "min-disk",
+            "min-ram",
+            "protected",
+        ],
+    );
     if !n.check_args(cx, 1, 1, "the target: `glance`") {
         return None;
     }
@@ -1220,12 +1586,16 @@ fn publish(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Publish> {
         None => None,
     };
     let visibility = match n.prop("visibility") {
-        Some(v) => choice(cx, &v, &[
-            ("private", Visibility::Private),
-            ("shared", Visibility::Shared),
-            ("community", Visibility::Community),
-            ("public", Visibility::Public),
-        ]),
+        Some(v) => choice(
+            cx,
+            &v,
+            &[
+                ("private", Visibility::Private),
+                ("shared", Visibility::Shared),
+                ("community", Visibility::Community),
+                ("public", Visibility::Public),
+            ],
+        ),
         None => Some(Spanned::new(Visibility::Private, n.span)),
     };
     let disk_format = match n.prop("disk-format") {
@@ -1239,7 +1609,14 @@ fn publish(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Publish> {
         None => None,
     };
     let container_format = match n.prop("container-format") {
-        Some(v) => choice(cx, &v, &[("bare", ContainerFormat::Bare), ("ovf", ContainerFormat::Ovf)]),
+        Some(v) => choice(
+            cx,
+            &v,
+            &[
+                ("bare", ContainerFormat::Bare),
+                ("ovf", ContainerFormat::Ovf),
+            ],
+        ),
         None => Some(Spanned::new(ContainerFormat::Bare, n.span)),
     };
     let mut opt_size = |key: &str, min, max| match n.prop(key) {
@@ -1269,29 +1646,50 @@ fn publish(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Publish> {
                 c.check_args(cx, 0, 0, "`key=\"value\"` pairs");
                 if c.props.is_empty() {
                     cx.emit(
-                        Diagnostic::new("missing-property", c.name_span, "`property` needs at least one `key=\"value\"`")
-                            .label("nothing set")
-                            .help("e.g. `property os_type=\"linux\" hw_disk_bus=\"virtio\"`"),
+                        Diagnostic::new(
+                            "missing-property",
+                            c.name_span,
+                            "`property` needs at least one `key=\"value\"`",
+                        )
+                        .label("nothing set")
+                        .help("e.g. `property os_type=\"linux\" hw_disk_bus=\"virtio\"`"),
                     );
                     ok = false;
                 }
                 for p in &c.props {
                     let key = p.key.unwrap_or_default();
-                    let key_span = Span::new(cx.file, p.entry_span.start as usize, p.entry_span.start as usize + key.len());
+                    let key_span = Span::new(
+                        cx.file,
+                        p.entry_span.start as usize,
+                        p.entry_span.start as usize + key.len(),
+                    );
                     if let Some((_, help)) = RESERVED_PROPERTIES.iter().find(|(k, _)| *k == key) {
                         cx.emit(
-                            Diagnostic::new("reserved-property", key_span, format!("`{key}` cannot be set as a property"))
-                                .label("reserved by Glance")
-                                .help(help.to_string()),
+                            Diagnostic::new(
+                                "reserved-property",
+                                key_span,
+                                format!("`{key}` cannot be set as a property"),
+                            )
+                            .label("reserved by Glance")
+                            .help(help.to_string()),
                         );
                         ok = false;
                         continue;
                     }
-                    if key.is_empty() || key.len() > 255 || !key.chars().all(|ch| ch.is_ascii_alphanumeric() || "_:.-".contains(ch)) {
+                    if key.is_empty()
+                        || key.len() > 255
+                        || !key
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || "_:.-".contains(ch))
+                    {
                         cx.emit(
-                            Diagnostic::new("bad-property-key", key_span, format!("`{key}` is not a valid image property key"))
-                                .label("invalid key")
-                                .help("keys are letters, digits, `_`, `:`, `.` and `-`"),
+                            Diagnostic::new(
+                                "bad-property-key",
+                                key_span,
+                                format!("`{key}` is not a valid image property key"),
+                            )
+                            .label("invalid key")
+                            .help("keys are letters, digits, `_`, `:`, `.` and `-`"),
                         );
                         ok = false;
                         continue;
@@ -1300,19 +1698,29 @@ fn publish(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Publish> {
                         && let Some(c) = closest(key, KNOWN_PROPERTIES.iter().copied())
                     {
                         cx.emit(
-                            Diagnostic::new("unknown-image-property", key_span, format!("`{key}` looks like a misspelt image property"))
-                                .label("unknown property")
-                                .help(format!("did you mean `{c}`? Nova ignores properties it does not know")),
+                            Diagnostic::new(
+                                "unknown-image-property",
+                                key_span,
+                                format!("`{key}` looks like a misspelt image property"),
+                            )
+                            .label("unknown property")
+                            .help(format!(
+                                "did you mean `{c}`? Nova ignores properties it does not know"
+                            )),
                         );
                         ok = false;
                         continue;
                     }
                     if let Some(first) = properties.iter().find(|q| q.key.value == key) {
                         cx.emit(
-                            Diagnostic::new("duplicate-property", key_span, format!("image property `{key}` is set twice"))
-                                .label("second value")
-                                .with(first.key.span, "first value")
-                                .help("keep one of them"),
+                            Diagnostic::new(
+                                "duplicate-property",
+                                key_span,
+                                format!("image property `{key}` is set twice"),
+                            )
+                            .label("second value")
+                            .with(first.key.span, "first value")
+                            .help("keep one of them"),
                         );
                         ok = false;
                         continue;
@@ -1321,22 +1729,34 @@ fn publish(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Publish> {
                         ok = false;
                         continue;
                     };
-                    if let (Some((_, allowed)), Some(lit)) = (PROPERTY_VALUES.iter().find(|(k, _)| *k == key), value.as_literal())
-                        && !allowed.contains(&lit.as_str())
+                    if let (Some((_, allowed)), Some(lit)) = (
+                        PROPERTY_VALUES.iter().find(|(k, _)| *k == key),
+                        value.as_literal(),
+                    ) && !allowed.contains(&lit.as_str())
                     {
                         let help = match closest(&lit, allowed.iter().copied()) {
-                            Some(c) => format!("did you mean `{c}`? expected {}", crate::suggest::one_of(allowed)),
+                            Some(c) => format!(
+                                "did you mean `{c}`? expected {}",
+                                crate::suggest::one_of(allowed)
+                            ),
                             None => format!("expected {}", crate::suggest::one_of(allowed)),
                         };
                         cx.emit(
-                            Diagnostic::new("unknown-value", p.span, format!("unknown value `{lit}` for image property `{key}`"))
-                                .label("unknown value")
-                                .help(help),
+                            Diagnostic::new(
+                                "unknown-value",
+                                p.span,
+                                format!("unknown value `{lit}` for image property `{key}`"),
+                            )
+                            .label("unknown value")
+                            .help(help),
                         );
                         ok = false;
                         continue;
                     }
-                    properties.push(Property { key: Spanned::new(key.to_string(), key_span), value });
+                    properties.push(Property {
+                        key: Spanned::new(key.to_string(), key_span),
+                        value,
+                    });
                 }
             }
             "tag" => {
@@ -1353,10 +1773,14 @@ fn publish(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Publish> {
                     };
                     if let Some(first) = tags.iter().find(|x| x.raw == t.raw) {
                         cx.emit(
-                            Diagnostic::new("duplicate-value", t.span, format!("tag `{}` is given twice", t.raw))
-                                .label("repeated")
-                                .with(first.span, "first here")
-                                .help("list each tag once"),
+                            Diagnostic::new(
+                                "duplicate-value",
+                                t.span,
+                                format!("tag `{}` is given twice", t.raw),
+                            )
+                            .label("repeated")
+                            .with(first.span, "first here")
+                            .help("list each tag once"),
                         );
                         ok = false;
                         continue;

@@ -70,24 +70,39 @@ pub(crate) fn build(
     diags: &mut Vec<Diagnostic>,
 ) -> Pipeline {
     let at = name.span;
-    let mut variables = Variables { vars: body.variables };
+    let mut variables = Variables {
+        vars: body.variables,
+    };
     for var in &mut variables.vars {
         let name = &var.name.value;
         var.value = if let Some(value) = overrides.cli(name) {
-            Some(VarValue { value: value.to_string(), origin: VarOrigin::CommandLine })
+            Some(VarValue {
+                value: value.to_string(),
+                origin: VarOrigin::CommandLine,
+            })
         } else if let Some((env, value)) = overrides.env(name) {
-            Some(VarValue { value: value.to_string(), origin: VarOrigin::Environment(env.to_string()) })
+            Some(VarValue {
+                value: value.to_string(),
+                origin: VarOrigin::Environment(env.to_string()),
+            })
         } else {
-            var.default.as_ref().map(|d| VarValue { value: d.value.clone(), origin: VarOrigin::Default })
+            var.default.as_ref().map(|d| VarValue {
+                value: d.value.clone(),
+                origin: VarOrigin::Default,
+            })
         };
         if var.value.is_none() {
             diags.push(
-                Diagnostic::new("missing-variable", var.name.span, format!("variable `{name}` has no value"))
-                    .label("declared without a default")
-                    .help(format!(
-                        "pass `--var {name}=VALUE`, set `{}`, or give a default: `{name} \"value\"`",
-                        Overrides::env_name(name)
-                    )),
+                Diagnostic::new(
+                    "missing-variable",
+                    var.name.span,
+                    format!("variable `{name}` has no value"),
+                )
+                .label("declared without a default")
+                .help(format!(
+                    "pass `--var {name}=VALUE`, set `{}`, or give a default: `{name} \"value\"`",
+                    Overrides::env_name(name)
+                )),
             );
         }
     }
@@ -114,43 +129,67 @@ pub(crate) fn build(
     pipeline
 }
 
-fn check(p: &Pipeline, seen: &std::collections::BTreeMap<&'static str, Span>, diags: &mut Vec<Diagnostic>) {
+fn check(
+    p: &Pipeline,
+    seen: &std::collections::BTreeMap<&'static str, Span>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let name = &p.name.raw;
     let at = p.name.span;
     // Required nodes, and what `from` rules out.
     if let Some(from) = &p.from {
         for (node, why) in [
-            ("source", "a derived pipeline starts from its parent's image"),
+            (
+                "source",
+                "a derived pipeline starts from its parent's image",
+            ),
             ("install", "a derived pipeline is not installed again"),
             ("drivers", "drivers are only attached during the install"),
         ] {
             if let Some(span) = seen.get(node) {
                 diags.push(
-                    Diagnostic::new("conflicting-nodes", *span, format!("`{node}` cannot be used with `from`"))
-                        .label(format!("`{node}` here"))
-                        .with(from.span, "builds on another pipeline")
-                        .help(format!("{why}; remove `{node}` or `from`")),
+                    Diagnostic::new(
+                        "conflicting-nodes",
+                        *span,
+                        format!("`{node}` cannot be used with `from`"),
+                    )
+                    .label(format!("`{node}` here"))
+                    .with(from.span, "builds on another pipeline")
+                    .help(format!("{why}; remove `{node}` or `from`")),
                 );
             }
         }
         if !seen.contains_key("customize") {
             diags.push(
-                Diagnostic::new("nothing-to-do", from.span, format!("derived pipeline `{name}` has no `customize`"))
-                    .label("nothing is changed on top of the parent")
-                    .help("add `customize cloud-init { ... }` with the steps this image adds"),
+                Diagnostic::new(
+                    "nothing-to-do",
+                    from.span,
+                    format!("derived pipeline `{name}` has no `customize`"),
+                )
+                .label("nothing is changed on top of the parent")
+                .help("add `customize cloud-init { ... }` with the steps this image adds"),
             );
         }
     } else {
         for (node, example) in [
-            ("source", "source \"path/or/https-url.iso\" checksum=\"sha256:...\""),
+            (
+                "source",
+                "source \"path/or/https-url.iso\" checksum=\"sha256:...\"",
+            ),
             ("disk", "disk size=\"20GiB\""),
             ("install", "install preseed file=\"preseed.cfg\""),
         ] {
             if !seen.contains_key(node) {
                 diags.push(
-                    Diagnostic::new("missing-node", at, format!("pipeline `{name}` has no `{node}`"))
-                        .label(format!("`{node}` missing"))
-                        .help(format!("add `{example}`, or `from \"parent\"` to build on another pipeline")),
+                    Diagnostic::new(
+                        "missing-node",
+                        at,
+                        format!("pipeline `{name}` has no `{node}`"),
+                    )
+                    .label(format!("`{node}` missing"))
+                    .help(format!(
+                        "add `{example}`, or `from \"parent\"` to build on another pipeline"
+                    )),
                 );
             }
         }
@@ -158,49 +197,86 @@ fn check(p: &Pipeline, seen: &std::collections::BTreeMap<&'static str, Span>, di
     let m = &p.machine;
     if m.secure_boot.value && m.firmware.value != Firmware::Uefi {
         diags.push(
-            Diagnostic::new("conflicting-properties", m.secure_boot.span, "secure boot needs UEFI firmware")
-                .label("secure boot on")
-                .with(m.firmware.span, "BIOS firmware")
-                .help("set `firmware=\"uefi\"` or remove `secure-boot`"),
+            Diagnostic::new(
+                "conflicting-properties",
+                m.secure_boot.span,
+                "secure boot needs UEFI firmware",
+            )
+            .label("secure boot on")
+            .with(m.firmware.span, "BIOS firmware")
+            .help("set `firmware=\"uefi\"` or remove `secure-boot`"),
         );
     }
     if m.disk_bus.value == DiskBus::Ide && m.machine_type.value == MachineType::Q35 {
         diags.push(
-            Diagnostic::new("conflicting-properties", m.disk_bus.span, "machine type `q35` has no IDE bus")
-                .label("IDE disk")
-                .with(m.machine_type.span, "q35 machine")
-                .help("use `disk-bus=\"sata\"` or `type=\"pc\"`"),
+            Diagnostic::new(
+                "conflicting-properties",
+                m.disk_bus.span,
+                "machine type `q35` has no IDE bus",
+            )
+            .label("IDE disk")
+            .with(m.machine_type.span, "q35 machine")
+            .help("use `disk-bus=\"sata\"` or `type=\"pc\"`"),
         );
     }
-    if p.output.format.value == ImageFormat::Raw && p.output.compression.value != crate::model::Compression::None {
+    if p.output.format.value == ImageFormat::Raw
+        && p.output.compression.value != crate::model::Compression::None
+    {
         diags.push(
-            Diagnostic::new("conflicting-properties", p.output.compression.span, "raw images cannot be compressed")
-                .label("compression")
-                .with(p.output.format.span, "raw output")
-                .help("use `format=\"qcow2\"` or remove `compression`"),
+            Diagnostic::new(
+                "conflicting-properties",
+                p.output.compression.span,
+                "raw images cannot be compressed",
+            )
+            .label("compression")
+            .with(p.output.format.span, "raw output")
+            .help("use `format=\"qcow2\"` or remove `compression`"),
         );
     }
-    if let (Some(publish), Some(df)) = (&p.publish, p.publish.as_ref().and_then(|x| x.disk_format.as_ref()))
-        && df.value != p.output.format.value
+    if let (Some(publish), Some(df)) = (
+        &p.publish,
+        p.publish.as_ref().and_then(|x| x.disk_format.as_ref()),
+    ) && df.value != p.output.format.value
     {
         let _ = publish;
         diags.push(
-            Diagnostic::new("conflicting-properties", df.span, format!("Glance `disk-format` `{}` differs from the output format `{}`", df.value.name(), p.output.format.value.name()))
-                .label("declared to Glance")
-                .with(p.output.format.span, "what kiln produces")
-                .help("remove `disk-format` (it follows `output format=`) or change the output format"),
+            Diagnostic::new(
+                "conflicting-properties",
+                df.span,
+                format!(
+                    "Glance `disk-format` `{}` differs from the output format `{}`",
+                    df.value.name(),
+                    p.output.format.value.name()
+                ),
+            )
+            .label("declared to Glance")
+            .with(p.output.format.span, "what kiln produces")
+            .help("remove `disk-format` (it follows `output format=`) or change the output format"),
         );
     }
     if let (Some(install), Some(customize)) = (&p.install, &p.customize) {
         let windows = install.method.value == InstallMethod::Autounattend;
         let linux = !windows && install.method.value != InstallMethod::None;
-        let bad = (windows && customize.agent.value == Agent::CloudInit) || (linux && customize.agent.value == Agent::CloudbaseInit);
+        let bad = (windows && customize.agent.value == Agent::CloudInit)
+            || (linux && customize.agent.value == Agent::CloudbaseInit);
         if bad {
             diags.push(
-                Diagnostic::new("wrong-agent", customize.agent.span, format!("`{}` does not run on the OS `{}` installs", customize.agent.value.name(), install.method.value.name()))
-                    .label("agent")
-                    .with(install.method.span, "install method")
-                    .help(if windows { "Windows images use `customize cloudbase-init`" } else { "Linux images use `customize cloud-init`" }),
+                Diagnostic::new(
+                    "wrong-agent",
+                    customize.agent.span,
+                    format!(
+                        "`{}` does not run on the OS `{}` installs",
+                        customize.agent.value.name(),
+                        install.method.value.name()
+                    ),
+                )
+                .label("agent")
+                .with(install.method.span, "install method")
+                .help(if windows {
+                    "Windows images use `customize cloudbase-init`"
+                } else {
+                    "Linux images use `customize cloud-init`"
+                }),
             );
         }
     }
@@ -208,7 +284,9 @@ fn check(p: &Pipeline, seen: &std::collections::BTreeMap<&'static str, Span>, di
         && p.from.is_none()
         && matches!(p.machine.disk_bus.value, DiskBus::Virtio | DiskBus::Scsi)
         && p.drivers.is_none()
-        && p.install.as_ref().is_some_and(|i| i.method.value == InstallMethod::Autounattend)
+        && p.install
+            .as_ref()
+            .is_some_and(|i| i.method.value == InstallMethod::Autounattend)
     {
         let install = p.install.as_ref().expect("checked");
         diags.push(
@@ -222,15 +300,27 @@ fn check(p: &Pipeline, seen: &std::collections::BTreeMap<&'static str, Span>, di
 }
 
 fn check_references(p: &Pipeline, diags: &mut Vec<Diagnostic>) {
-    let vars: BTreeSet<&str> = p.variables.vars.iter().map(|v| v.name.value.as_str()).collect();
+    let vars: BTreeSet<&str> = p
+        .variables
+        .vars
+        .iter()
+        .map(|v| v.name.value.as_str())
+        .collect();
     let axes: Vec<&crate::model::Axis> = p.matrix.iter().flat_map(|m| m.axes.iter()).collect();
     for axis in &axes {
         if let Some(var) = p.variables.get(&axis.name.value) {
             diags.push(
-                Diagnostic::new("ambiguous-variable", axis.name.span, format!("matrix axis `{}` has the name of a variable", axis.name.value))
-                    .label("axis")
-                    .with(var.name.span, "variable")
-                    .help("rename one of them; `{name}` must mean one thing"),
+                Diagnostic::new(
+                    "ambiguous-variable",
+                    axis.name.span,
+                    format!(
+                        "matrix axis `{}` has the name of a variable",
+                        axis.name.value
+                    ),
+                )
+                .label("axis")
+                .with(var.name.span, "variable")
+                .help("rename one of them; `{name}` must mean one thing"),
             );
         }
     }
@@ -246,9 +336,13 @@ fn check_references(p: &Pipeline, diags: &mut Vec<Diagnostic>) {
             }
             if builtin {
                 diags.push(
-                    Diagnostic::new("unknown-variable", r.span, format!("`{{{}}}` cannot be used in the pipeline name", r.name))
-                        .label("refers to the name itself")
-                        .help("use matrix axes and variables in the name"),
+                    Diagnostic::new(
+                        "unknown-variable",
+                        r.span,
+                        format!("`{{{}}}` cannot be used in the pipeline name", r.name),
+                    )
+                    .label("refers to the name itself")
+                    .help("use matrix axes and variables in the name"),
                 );
                 continue;
             }
@@ -264,15 +358,25 @@ fn check_references(p: &Pipeline, diags: &mut Vec<Diagnostic>) {
             };
             let mut help = match suggestion {
                 Some(s) => format!("did you mean `{s}`? {list}"),
-                None => format!("declare it in `variables {{ {} \"default\" }}` or add a matrix axis; {list}", r.name),
+                None => format!(
+                    "declare it in `variables {{ {} \"default\" }}` or add a matrix axis; {list}",
+                    r.name
+                ),
             };
             if in_fragment(r.span) {
-                help.push_str(&format!(" (checked for pipeline `{}`, which includes this fragment)", p.name.raw));
+                help.push_str(&format!(
+                    " (checked for pipeline `{}`, which includes this fragment)",
+                    p.name.raw
+                ));
             }
             diags.push(
-                Diagnostic::new("unknown-variable", r.span, format!("unknown variable `{}` in {what}", r.name))
-                    .label("not declared")
-                    .help(help),
+                Diagnostic::new(
+                    "unknown-variable",
+                    r.span,
+                    format!("unknown variable `{}` in {what}", r.name),
+                )
+                .label("not declared")
+                .help(help),
             );
         }
     });
@@ -282,10 +386,20 @@ fn check_references(p: &Pipeline, diags: &mut Vec<Diagnostic>) {
         for axis in &m.axes {
             if axis.values.len() > 1 && !used.contains(axis.name.value.as_str()) {
                 diags.push(
-                    Diagnostic::new("matrix-name", p.name.span, format!("pipeline name does not use matrix axis `{}`", axis.name.value))
-                        .label("same name for every cell")
-                        .with(axis.name.span, "axis")
-                        .help(format!("put `{{{}}}` in the name, e.g. `\"{}-{{{}}}\"`", axis.name.value, p.name.raw, axis.name.value)),
+                    Diagnostic::new(
+                        "matrix-name",
+                        p.name.span,
+                        format!(
+                            "pipeline name does not use matrix axis `{}`",
+                            axis.name.value
+                        ),
+                    )
+                    .label("same name for every cell")
+                    .with(axis.name.span, "axis")
+                    .help(format!(
+                        "put `{{{}}}` in the name, e.g. `\"{}-{{{}}}\"`",
+                        axis.name.value, p.name.raw, axis.name.value
+                    )),
                 );
             }
         }

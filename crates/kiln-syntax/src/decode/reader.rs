@@ -101,7 +101,10 @@ impl<'a> Val<'a> {
         let repr = self.repr;
         let offset = if repr == text {
             Some(0)
-        } else if repr.len() == text.len() + 2 && repr.starts_with('"') && &repr[1..repr.len() - 1] == text {
+        } else if repr.len() == text.len() + 2
+            && repr.starts_with('"')
+            && &repr[1..repr.len() - 1] == text
+        {
             Some(1)
         } else {
             let hashes = repr.bytes().take_while(|b| *b == b'#').count();
@@ -132,9 +135,10 @@ pub(crate) fn string<'a>(cx: &mut Cx<'_>, v: &Val<'a>) -> Option<Spanned<String>
         KdlValue::String(s) => Some(Spanned::new(s.clone(), v.span)),
         other => {
             let help = match other {
-                KdlValue::Integer(_) | KdlValue::Float(_) | KdlValue::Bool(_) => {
-                    Some(format!("quote it: `\"{}\"`", v.repr.trim_start_matches('#')))
-                }
+                KdlValue::Integer(_) | KdlValue::Float(_) | KdlValue::Bool(_) => Some(format!(
+                    "quote it: `\"{}\"`",
+                    v.repr.trim_start_matches('#')
+                )),
                 _ => None,
             };
             expected(cx, v, "a string", help);
@@ -148,8 +152,12 @@ pub(crate) fn nonempty(cx: &mut Cx<'_>, v: &Val<'_>) -> Option<Spanned<String>> 
     let s = string(cx, v)?;
     if s.value.trim().is_empty() {
         cx.emit(
-            Diagnostic::new("empty-value", v.span, format!("{} must not be empty", v.what()))
-                .label("empty"),
+            Diagnostic::new(
+                "empty-value",
+                v.span,
+                format!("{} must not be empty", v.what()),
+            )
+            .label("empty"),
         );
         return None;
     }
@@ -177,8 +185,12 @@ pub(crate) fn nonempty_template(cx: &mut Cx<'_>, v: &Val<'_>) -> Option<Template
     let t = template(cx, v)?;
     if t.raw.trim().is_empty() {
         cx.emit(
-            Diagnostic::new("empty-value", v.span, format!("{} must not be empty", v.what()))
-                .label("empty"),
+            Diagnostic::new(
+                "empty-value",
+                v.span,
+                format!("{} must not be empty", v.what()),
+            )
+            .label("empty"),
         );
         return None;
     }
@@ -189,7 +201,12 @@ pub(crate) fn boolean(cx: &mut Cx<'_>, v: &Val<'_>) -> Option<Spanned<bool>> {
     match v.value {
         KdlValue::Bool(b) => Some(Spanned::new(*b, v.span)),
         KdlValue::String(s) if s == "true" || s == "false" => {
-            expected(cx, v, "a boolean", Some(format!("KDL 2 booleans are written `#{s}`")));
+            expected(
+                cx,
+                v,
+                "a boolean",
+                Some(format!("KDL 2 booleans are written `#{s}`")),
+            );
             None
         }
         _ => {
@@ -207,7 +224,12 @@ pub(crate) fn integer(cx: &mut Cx<'_>, v: &Val<'_>, min: u32, max: u32) -> Optio
             return None;
         }
         _ => {
-            expected(cx, v, "an integer", Some(format!("a whole number from {min} to {max}")));
+            expected(
+                cx,
+                v,
+                "an integer",
+                Some(format!("a whole number from {min} to {max}")),
+            );
             return None;
         }
     };
@@ -223,10 +245,18 @@ pub(crate) fn integer(cx: &mut Cx<'_>, v: &Val<'_>, min: u32, max: u32) -> Optio
         );
         return None;
     }
-    Some(Spanned::new(u32::try_from(n).expect("range checked"), v.span))
+    Some(Spanned::new(
+        u32::try_from(n).expect("range checked"),
+        v.span,
+    ))
 }
 
-pub(crate) fn size(cx: &mut Cx<'_>, v: &Val<'_>, min: ByteSize, max: ByteSize) -> Option<Spanned<ByteSize>> {
+pub(crate) fn size(
+    cx: &mut Cx<'_>,
+    v: &Val<'_>,
+    min: ByteSize,
+    max: ByteSize,
+) -> Option<Spanned<ByteSize>> {
     let text = match v.value {
         KdlValue::String(s) => s,
         KdlValue::Integer(n) => {
@@ -252,7 +282,11 @@ pub(crate) fn size(cx: &mut Cx<'_>, v: &Val<'_>, min: ByteSize, max: ByteSize) -
                     format!(
                         "{} is {text}, {} {}",
                         v.what(),
-                        if size < min { "below the minimum of" } else { "above the maximum of" },
+                        if size < min {
+                            "below the minimum of"
+                        } else {
+                            "above the maximum of"
+                        },
                         if size < min { min } else { max }
                     ),
                 )
@@ -273,7 +307,12 @@ pub(crate) fn size(cx: &mut Cx<'_>, v: &Val<'_>, min: ByteSize, max: ByteSize) -
     }
 }
 
-pub(crate) fn duration(cx: &mut Cx<'_>, v: &Val<'_>, min: Duration, max: Duration) -> Option<Spanned<Duration>> {
+pub(crate) fn duration(
+    cx: &mut Cx<'_>,
+    v: &Val<'_>,
+    min: Duration,
+    max: Duration,
+) -> Option<Spanned<Duration>> {
     let text = match v.value {
         KdlValue::String(s) => s,
         KdlValue::Integer(n) => {
@@ -317,7 +356,11 @@ pub(crate) fn duration(cx: &mut Cx<'_>, v: &Val<'_>, min: Duration, max: Duratio
 }
 
 /// A string naming one of `choices`.
-pub(crate) fn choice<T: Copy>(cx: &mut Cx<'_>, v: &Val<'_>, choices: &[(&str, T)]) -> Option<Spanned<T>> {
+pub(crate) fn choice<T: Copy>(
+    cx: &mut Cx<'_>,
+    v: &Val<'_>,
+    choices: &[(&str, T)],
+) -> Option<Spanned<T>> {
     let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
     let KdlValue::String(s) = v.value else {
         expected(cx, v, &format!("one of {}", one_of(&names)), None);
@@ -331,9 +374,13 @@ pub(crate) fn choice<T: Copy>(cx: &mut Cx<'_>, v: &Val<'_>, choices: &[(&str, T)
         None => format!("expected {}", one_of(&names)),
     };
     cx.emit(
-        Diagnostic::new("unknown-value", v.span, format!("unknown value `{s}` for {}", v.what()))
-            .label("unknown value")
-            .help(help),
+        Diagnostic::new(
+            "unknown-value",
+            v.span,
+            format!("unknown value `{s}` for {}", v.what()),
+        )
+        .label("unknown value")
+        .help(help),
     );
     None
 }
@@ -408,12 +455,20 @@ impl<'a> NodeView<'a> {
         for (i, p) in self.props.iter().enumerate() {
             let key = p.key.unwrap_or_default();
             if !allowed.contains(&key) {
-                let name_span = Span::new(cx.file, p.entry_span.start as usize, p.entry_span.start as usize + key.len());
+                let name_span = Span::new(
+                    cx.file,
+                    p.entry_span.start as usize,
+                    p.entry_span.start as usize + key.len(),
+                );
                 let help = if allowed.is_empty() {
                     format!("`{}` takes no properties", self.name)
                 } else {
                     match closest(key, allowed.iter().copied()) {
-                        Some(c) => format!("did you mean `{c}`? `{}` takes {}", self.name, one_of(allowed)),
+                        Some(c) => format!(
+                            "did you mean `{c}`? `{}` takes {}",
+                            self.name,
+                            one_of(allowed)
+                        ),
                         None => format!("`{}` takes {}", self.name, one_of(allowed)),
                     }
                 };
@@ -456,7 +511,11 @@ impl<'a> NodeView<'a> {
             let message = if max == 0 {
                 format!("`{}` takes no arguments", self.name)
             } else {
-                format!("`{}` takes at most {max} argument{}", self.name, if max == 1 { "" } else { "s" })
+                format!(
+                    "`{}` takes at most {max} argument{}",
+                    self.name,
+                    if max == 1 { "" } else { "s" }
+                )
             };
             cx.emit(
                 Diagnostic::new("unexpected-argument", extra.span, message)
@@ -489,7 +548,10 @@ impl<'a> NodeView<'a> {
                     format!("`{}` takes no children block", self.name),
                 )
                 .label("unexpected block")
-                .help(format!("remove the braces; `{}` is configured by its arguments and properties", self.name)),
+                .help(format!(
+                    "remove the braces; `{}` is configured by its arguments and properties",
+                    self.name
+                )),
             );
         }
     }
@@ -503,7 +565,11 @@ impl<'a> NodeView<'a> {
     pub fn unknown_child(&self, cx: &mut Cx<'_>, child: &KdlNode, known: &[&str]) {
         let name = child.name().value();
         let help = match closest(name, known.iter().copied()) {
-            Some(c) => format!("did you mean `{c}`? `{}` takes {}", self.name, one_of(known)),
+            Some(c) => format!(
+                "did you mean `{c}`? `{}` takes {}",
+                self.name,
+                one_of(known)
+            ),
             None => format!("`{}` takes {}", self.name, one_of(known)),
         };
         cx.emit(
@@ -543,11 +609,20 @@ pub(crate) fn secret(cx: &mut Cx<'_>, node: &NodeView<'_>) -> Option<SecretRef> 
     match (node.prop("env"), node.prop("file")) {
         (Some(env), None) => {
             let name = nonempty(cx, &env)?;
-            if !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.value.starts_with(|c: char| c.is_ascii_digit()) {
+            if !name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.value.starts_with(|c: char| c.is_ascii_digit())
+            {
                 cx.emit(
-                    Diagnostic::new("bad-env-name", name.span, format!("`{}` is not an environment variable name", name.value))
-                        .label("not a variable name")
-                        .help("use letters, digits and `_`, not starting with a digit"),
+                    Diagnostic::new(
+                        "bad-env-name",
+                        name.span,
+                        format!("`{}` is not an environment variable name", name.value),
+                    )
+                    .label("not a variable name")
+                    .help("use letters, digits and `_`, not starting with a digit"),
                 );
                 return None;
             }
@@ -559,19 +634,27 @@ pub(crate) fn secret(cx: &mut Cx<'_>, node: &NodeView<'_>) -> Option<SecretRef> 
         }
         (Some(env), Some(file)) => {
             cx.emit(
-                Diagnostic::new("conflicting-properties", file.entry_span, format!("`{}` takes `env` or `file`, not both", node.name))
-                    .label("second source")
-                    .with(env.entry_span, "first source")
-                    .help("keep one of them"),
+                Diagnostic::new(
+                    "conflicting-properties",
+                    file.entry_span,
+                    format!("`{}` takes `env` or `file`, not both", node.name),
+                )
+                .label("second source")
+                .with(env.entry_span, "first source")
+                .help("keep one of them"),
             );
             None
         }
         (None, None) => {
             if node.args.is_empty() {
                 cx.emit(
-                    Diagnostic::new("missing-property", node.name_span, format!("`{}` needs `env=\"VAR\"` or `file=\"path\"`", node.name))
-                        .label("no source for the secret")
-                        .help("secrets are read from an environment variable or a file at build time"),
+                    Diagnostic::new(
+                        "missing-property",
+                        node.name_span,
+                        format!("`{}` needs `env=\"VAR\"` or `file=\"path\"`", node.name),
+                    )
+                    .label("no source for the secret")
+                    .help("secrets are read from an environment variable or a file at build time"),
                 );
             }
             None
