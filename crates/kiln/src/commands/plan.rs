@@ -1,0 +1,126 @@
+//! `kiln plan`: load pipelines, plan them, and list every step with its key, inputs, host
+//! requirements and whether the artifact store already holds its output.
+//!
+//! Also the planning front door other commands share ([`plan_pipelines`]): real tool versions
+//! (`qemu-img --version`), file digests through kiln-cache's hash memo, and the cache lookup
+//! through kiln-cache's artifact store.
+
+use std::path::Path;
+
+use kiln_cache::{Algo, ArtifactKey, ArtifactStore, CacheRoot, HashMemo, QemuImg};
+use kiln_plan::{CacheQuery, ContentDigest, Plan, PlanOptions, StepKey, ToolVersions};
+use kiln_syntax::Workspace;
+
+use crate::cli::{Format, GlobalArgs, PipelineArgs, PlanArgs, SelectArgs};
+use crate::exit_codes;
+use crate::output::print_diagnostics;
+
+/// The cache `--cache-dir` / `KILN_CACHE_DIR` / the XDG default names (`None` when no home).
+pub fn cache_root(select: &SelectArgs) -> Option<CacheRoot> {
+    match &select.cache_dir {
+        Some(dir) => Some(CacheRoot::new(dir)),
+        None => CacheRoot::from_env().ok(),
+    }
+}
+
+/// File digests from the cache's hash memo (an unchanged ISO is not read twice), falling back to
+/// reading the file when the memo cannot be used.
+pub struct MemoDigests(Option<HashMemo>);
+
+impl ContentDigest for MemoDigests {
+    fn sha256(&self, path: &Path) -> std::io::Result<String> {
+        if let Some(memo) = &self.0
+            && let Ok(hashed) = memo.hash(path, &[Algo::Sha256])
+            && let Some(hex) = hashed.digests.get(Algo::Sha256)
+        {
+            return Ok(hex.to_string());
+        }
+        let (_, digests) = kiln_cache::hash_file(path, &[Algo::Sha256])?;
+        digests
+            .get(Algo::Sha256)
+            .map(str::to_string)
+            .ok_or_else(|| std::io::Error::other("no sha256 computed"))
+    }
+}
+
+/// "Is this step built?", asked of the artifact store; no store means nothing is cached.
+pub struct StoreQuery(Option<ArtifactStore>);
+
+impl CacheQuery for StoreQuery {
+    fn is_cached(&self, key: &StepKey) -> bool {
+        let Some(store) = &self.0 else {
+            return false;
+        };
+        matches!(
+            store.peek(&ArtifactKey::from_bytes(*key.as_bytes())),
+            Ok(Some(_))
+        )
+    }
+}
+
+/// The versions of the tools that shape step outputs, as found on this host.
+pub fn tool_versions() -> ToolVersions {
+    match QemuImg::from_env().version() {
+        Ok(line) => ToolVersions::from_qemu_img_version_line(&line),
+        Err(_) => ToolVersions::default(),
+    }
+}
+
+/// Loads and plans; prints diagnostics and returns the exit status on failure.
+pub fn plan_pipelines(
+    global: &GlobalArgs,
+    pipelines: &PipelineArgs,
+    select: &SelectArgs,
+) -> Result<(Workspace, Plan, StoreQuery), u8> {
+    let ws = super::load_pipelines(pipelines);
+    if !ws.is_ok() {
+        print_diagnostics(&ws.diagnostics, &ws.sources, global.color);
+        eprintln!("error: the pipelines have errors; nothing planned");
+        return Err(exit_codes::INVALID_PIPELINES);
+    }
+    let root = cache_root(select);
+    let digests = MemoDigests(root.as_ref().map(|r| HashMemo::new(r.memo_dir())));
+    let options = PlanOptions {
+        max_cells: select.max_cells,
+        only: select.only.clone(),
+        except: select.except.clone(),
+        tools: tool_versions(),
+    };
+    match kiln_plan::plan(&ws.pipelines, &options, &digests) {
+        Ok(plan) => {
+            let query = StoreQuery(root.map(ArtifactStore::new));
+            Ok((ws, plan, query))
+        }
+        Err(diags) => {
+            print_diagnostics(&diags, &ws.sources, global.color);
+            eprintln!(
+                "error: {} problem{} found while planning",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            );
+            Err(exit_codes::INVALID_PIPELINES)
+        }
+    }
+}
+
+/// Runs `kiln plan`.
+pub fn run(global: &GlobalArgs, args: &PlanArgs) -> u8 {
+    let (ws, plan, cache) = match plan_pipelines(global, &args.pipelines, &args.select) {
+        Ok(x) => x,
+        Err(status) => return status,
+    };
+    match args.format {
+        Format::Text => print!("{}", kiln_plan::to_text(&plan, &cache, &ws.sources)),
+        Format::Json => {
+            let doc = kiln_plan::to_json(&plan, &cache, &ws.sources);
+            match serde_json::to_string_pretty(&doc) {
+                Ok(json) => println!("{json}"),
+                Err(e) => {
+                    eprintln!("error: cannot encode the plan: {e}");
+                    return exit_codes::IO_ERROR;
+                }
+            }
+        }
+    }
+    exit_codes::SUCCESS
+}
