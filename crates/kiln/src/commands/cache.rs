@@ -334,6 +334,6 @@ mod tests {
     fn sizes_and_ages_print_for_people() {
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(3 << 29), "1.5 GiB");
-        assert_eq!(ago(1000, 1000 - 7200), "2h ago");
+        assert_eq!(ago(10_000, 10_000 - 7200), "2h ago");
     }
 }
