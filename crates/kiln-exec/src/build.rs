@@ -27,8 +27,8 @@ use crate::scheduler::{self, Placement, Pools, Resource, Task, TaskError, TaskRu
 
 /// Exit code of `kiln build` when every image was built or cached.
 pub const EXIT_OK: i32 = 0;
-/// Exit code when a step failed (after 1–4, the CLI's codes for pipeline and usage errors).
-pub const EXIT_FAILED: i32 = 5;
+/// Exit code when a step failed (after the CLI's 1–5 for pipeline, usage, I/O and cache errors).
+pub const EXIT_FAILED: i32 = 6;
 /// Exit code when the build was cancelled (SIGINT): 128 + 2, as shells report it.
 pub const EXIT_CANCELLED: i32 = 130;
 
