@@ -33,6 +33,9 @@ demo: setup
     ln -sfn "$(fixtures/debian/build.sh)" .kiln/fixtures/debian-installer.iso
     cargo run --quiet --locked -p kiln -- build pipelines/demo-debian.kdl --cache-dir /var/lib/kiln/cache
 
+# Every benchmark, one after another (figures and ratios are printed by each).
+bench: bench-syntax bench-plan bench-cache bench-exec bench-glance
+
 # Install the host packages and tools the tests and the demo need (idempotent).
 setup:
     scripts/setup-host.sh
