@@ -24,7 +24,8 @@ fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-const BROKEN: &str = "pipeline \"t-{lang}\" {\n    sorce \"a.iso\"\n    disk sise=\"10GiB\"\n    install none\n}\n";
+const BROKEN: &str =
+    "pipeline \"t-{lang}\" {\n    sorce \"a.iso\"\n    disk sise=\"10GiB\"\n    install none\n}\n";
 
 #[test]
 fn check_bundled_pipelines_succeeds() {
@@ -110,7 +111,10 @@ fn fmt_is_idempotent_and_check_fails_on_unformatted_input() {
 fn version_and_help_read_well() {
     let dir = tempfile::tempdir().unwrap();
     let version = kiln(dir.path(), &["--version"]);
-    assert!(version.contains(concat!("kiln ", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(
+        version.contains(concat!("kiln ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
     let help = kiln(dir.path(), &["check", "--help"]);
     assert!(help.starts_with("exit code: 0\n"));
     assert!(help.contains("--var <NAME=VALUE>"), "{help}");
