@@ -1,7 +1,7 @@
 //! The sealed plan: a petgraph DAG of steps plus an id → node map, and the builder that fills it,
 //! deduplicating steps by key (same key ⇒ same node).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kiln_syntax::span::Span;
 use petgraph::Direction;
@@ -151,6 +151,9 @@ pub(crate) struct Builder {
     graph: DiGraph<Step, &'static str>,
     by_key: HashMap<StepKey, NodeIndex>,
     by_id: HashMap<StepId, NodeIndex>,
+    /// `(node, pipeline index, cell)` for every owner already recorded on a node: a step shared
+    /// by thousands of cells (one disk size everywhere) would otherwise make adding owners quadratic.
+    owned: HashSet<(NodeIndex, usize, String)>,
     cells: Vec<PlannedCell>,
     tools: ToolVersions,
 }
@@ -161,6 +164,7 @@ impl Builder {
             graph: DiGraph::new(),
             by_key: HashMap::new(),
             by_id: HashMap::new(),
+            owned: HashSet::new(),
             cells: Vec::new(),
             tools,
         }
@@ -204,13 +208,11 @@ impl Builder {
         );
         let key = StepKey::of_description(&description);
         if let Some(&ix) = self.by_key.get(&key) {
-            let step = &mut self.graph[ix];
-            if !step
-                .owners
-                .iter()
-                .any(|o| o.pipeline_index == owner.pipeline_index && o.cell == owner.cell)
+            if self
+                .owned
+                .insert((ix, owner.pipeline_index, owner.cell.clone()))
             {
-                step.owners.push(owner.clone());
+                self.graph[ix].owners.push(owner.clone());
             }
             return ix;
         }
@@ -244,6 +246,8 @@ impl Builder {
         for (role, from, _) in new.inputs {
             self.graph.add_edge(from, ix, role);
         }
+        self.owned
+            .insert((ix, owner.pipeline_index, owner.cell.clone()));
         self.by_key.insert(key, ix);
         self.by_id.insert(id, ix);
         ix

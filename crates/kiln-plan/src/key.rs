@@ -121,42 +121,69 @@ impl ToolVersions {
 /// Writes `value` as canonical JSON: object keys sorted by their bytes, no insignificant whitespace.
 /// Independent of whether serde_json preserves insertion order.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    into_string(out)
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Only serde_json's writer and ASCII punctuation fill the buffer, so it is UTF-8.
+fn into_string(out: Vec<u8>) -> String {
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// One JSON string or scalar, written by serde_json (its escaping and number format).
+fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, value).expect("writing JSON to memory cannot fail");
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                write_json(k.as_str(), out);
+                out.push(b':');
                 write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
 }
 
+/// Writes a map whose keys are already in byte order (a `BTreeMap<&str, _>`) as a JSON object.
+fn write_sorted_strings<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(k, out);
+        out.push(b':');
+        write_json(v, out);
+    }
+    out.push(b'}');
+}
+
 /// The canonical description of one step, as hashed into its key.
+///
+/// Written directly rather than through a `serde_json::Map`: the top-level keys below are listed in
+/// byte order, and `str`'s `Ord` is byte order, so the text equals `canonical_json` of that object.
 pub fn describe(
     kind: &str,
     runner: u32,
@@ -164,22 +191,22 @@ pub fn describe(
     inputs: &BTreeMap<&str, StepKey>,
     tools: &BTreeMap<&str, String>,
 ) -> String {
-    let inputs: serde_json::Map<String, Value> = inputs
-        .iter()
-        .map(|(role, key)| (role.to_string(), Value::String(key.to_hex())))
-        .collect();
-    let tools: serde_json::Map<String, Value> = tools
-        .iter()
-        .map(|(name, version)| (name.to_string(), Value::String(version.clone())))
-        .collect();
-    let mut doc = serde_json::Map::new();
-    doc.insert("format".into(), Value::from(KEY_FORMAT_VERSION));
-    doc.insert("inputs".into(), Value::Object(inputs));
-    doc.insert("kind".into(), Value::String(kind.to_string()));
-    doc.insert("params".into(), params.clone());
-    doc.insert("runner".into(), Value::from(runner));
-    doc.insert("tools".into(), Value::Object(tools));
-    canonical_json(&Value::Object(doc))
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"format\":");
+    write_json(&KEY_FORMAT_VERSION, &mut out);
+    out.extend_from_slice(b",\"inputs\":");
+    let hexes: Vec<(&str, String)> = inputs.iter().map(|(r, k)| (*r, k.to_hex())).collect();
+    write_sorted_strings(hexes.iter().map(|(r, h)| (*r, h.as_str())), &mut out);
+    out.extend_from_slice(b",\"kind\":");
+    write_json(kind, &mut out);
+    out.extend_from_slice(b",\"params\":");
+    write_canonical(params, &mut out);
+    out.extend_from_slice(b",\"runner\":");
+    write_json(&runner, &mut out);
+    out.extend_from_slice(b",\"tools\":");
+    write_sorted_strings(tools.iter().map(|(n, v)| (*n, v.as_str())), &mut out);
+    out.push(b'}');
+    into_string(out)
 }
 
 #[cfg(test)]
@@ -193,6 +220,45 @@ mod tests {
         assert_eq!(
             canonical_json(&a),
             r#"{"a":{"x":null,"y":[2,{"c":"x","d":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn describe_equals_canonical_json_of_the_description_object() {
+        // `describe` writes the object by hand for speed; it must stay byte-equal to the
+        // canonical form of the documented object, or every key would silently change.
+        let params: Value =
+            serde_json::from_str(r#"{"z":"\u00e9\"\n","a":[1,2.5,{"y":null,"b":true}]}"#)
+                .expect("valid json");
+        let inputs = BTreeMap::from([
+            ("disk", StepKey::of_description("a")),
+            ("base", StepKey::of_description("b")),
+        ]);
+        let tools = BTreeMap::from([("qemu-img", "8.2.2 \"x\"".to_string())]);
+        let doc = serde_json::json!({
+            "format": KEY_FORMAT_VERSION,
+            "inputs": {
+                "disk": StepKey::of_description("a").to_hex(),
+                "base": StepKey::of_description("b").to_hex(),
+            },
+            "kind": "convert",
+            "params": params,
+            "runner": 3,
+            "tools": {"qemu-img": "8.2.2 \"x\""},
+        });
+        assert_eq!(
+            describe("convert", 3, &params, &inputs, &tools),
+            canonical_json(&doc)
+        );
+        assert_eq!(
+            describe(
+                "fetch",
+                1,
+                &Value::Object(Default::default()),
+                &BTreeMap::new(),
+                &BTreeMap::new()
+            ),
+            r#"{"format":1,"inputs":{},"kind":"fetch","params":{},"runner":1,"tools":{}}"#
         );
     }
 
