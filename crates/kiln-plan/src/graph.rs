@@ -1,7 +1,7 @@
 //! The sealed plan: a petgraph DAG of steps plus an id → node map, and the builder that fills it,
 //! deduplicating steps by key (same key ⇒ same node).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use kiln_syntax::span::Span;
 use petgraph::Direction;
@@ -151,9 +151,6 @@ pub(crate) struct Builder {
     graph: DiGraph<Step, &'static str>,
     by_key: HashMap<StepKey, NodeIndex>,
     by_id: HashMap<StepId, NodeIndex>,
-    /// `(node, pipeline index, cell)` for every owner already recorded on a node: a step shared
-    /// by thousands of cells (one disk size everywhere) would otherwise make adding owners quadratic.
-    owned: HashSet<(NodeIndex, usize, String)>,
     cells: Vec<PlannedCell>,
     tools: ToolVersions,
 }
@@ -164,7 +161,6 @@ impl Builder {
             graph: DiGraph::new(),
             by_key: HashMap::new(),
             by_id: HashMap::new(),
-            owned: HashSet::new(),
             cells: Vec::new(),
             tools,
         }
@@ -208,11 +204,19 @@ impl Builder {
         );
         let key = StepKey::of_description(&description);
         if let Some(&ix) = self.by_key.get(&key) {
-            if self
-                .owned
-                .insert((ix, owner.pipeline_index, owner.cell.clone()))
-            {
-                self.graph[ix].owners.push(owner.clone());
+            // Cells are lowered one after another (all of a cell's steps before the next cell's),
+            // so an owner already recorded on this step is its last one. Checking only the last
+            // keeps this O(1): one disk step can be shared by thousands of cells.
+            let owners = &mut self.graph[ix].owners;
+            let same = |o: &Owner| o.pipeline_index == owner.pipeline_index && o.cell == owner.cell;
+            if !owners.last().is_some_and(same) {
+                debug_assert!(
+                    !owners.iter().any(same),
+                    "cell `{}` of pipeline {} is lowered in two pieces",
+                    owner.cell,
+                    owner.pipeline_index
+                );
+                owners.push(owner.clone());
             }
             return ix;
         }
@@ -246,8 +250,6 @@ impl Builder {
         for (role, from, _) in new.inputs {
             self.graph.add_edge(from, ix, role);
         }
-        self.owned
-            .insert((ix, owner.pipeline_index, owner.cell.clone()));
         self.by_key.insert(key, ix);
         self.by_id.insert(id, ix);
         ix

@@ -34,7 +34,18 @@ impl StepKey {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        String::from_utf8(self.hex_bytes().to_vec()).expect("hex digits are ASCII")
+    }
+
+    /// 64 lowercase hex digits as ASCII bytes, without allocating.
+    fn hex_bytes(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        out
     }
 
     /// The first 12 hex digits, for humans.
@@ -139,18 +150,16 @@ fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json(k.as_str(), out);
-                out.push(b':');
-                write_canonical(v, out);
+            let in_order =
+                |a: &(&String, &Value), b: &(&String, &Value)| a.0.as_bytes() <= b.0.as_bytes();
+            // serde_json's default map is a BTreeMap, already in byte order: skip the sort then.
+            if map.iter().is_sorted_by(|a, b| in_order(a, b)) {
+                write_object(map.iter(), out);
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                write_object(entries.into_iter(), out);
             }
-            out.push(b'}');
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -164,6 +173,20 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         scalar => write_json(scalar, out),
     }
+}
+
+/// Writes `entries`, already in key order, as a canonical JSON object.
+fn write_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(k.as_str(), out);
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
 }
 
 /// Writes a map whose keys are already in byte order (a `BTreeMap<&str, _>`) as a JSON object.
@@ -195,8 +218,13 @@ pub fn describe(
     out.extend_from_slice(b"{\"format\":");
     write_json(&KEY_FORMAT_VERSION, &mut out);
     out.extend_from_slice(b",\"inputs\":");
-    let hexes: Vec<(&str, String)> = inputs.iter().map(|(r, k)| (*r, k.to_hex())).collect();
-    write_sorted_strings(hexes.iter().map(|(r, h)| (*r, h.as_str())), &mut out);
+    let hexes: Vec<(&str, [u8; 64])> = inputs.iter().map(|(r, k)| (*r, k.hex_bytes())).collect();
+    write_sorted_strings(
+        hexes
+            .iter()
+            .map(|(r, h)| (*r, std::str::from_utf8(h).expect("hex digits are ASCII"))),
+        &mut out,
+    );
     out.extend_from_slice(b",\"kind\":");
     write_json(kind, &mut out);
     out.extend_from_slice(b",\"params\":");
