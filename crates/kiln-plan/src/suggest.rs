@@ -1,20 +1,7 @@
-//! "Did you mean" for image names and selectors, by edit distance.
+//! "Did you mean" for image names and selectors, by edit distance (case-sensitive: image names
+//! differ by case, e.g. `en-US`; kiln-syntax's suggestions for keywords fold case).
 
-/// Levenshtein distance over characters.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
+use kiln_syntax::suggest::distance;
 
 /// The candidate closest to `word` when it is close enough to be a typo (ties: the smallest name).
 pub(crate) fn closest<'a>(

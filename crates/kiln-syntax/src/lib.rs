@@ -15,7 +15,7 @@ pub mod overrides;
 pub mod secret;
 pub mod source_map;
 pub mod span;
-mod suggest;
+pub mod suggest;
 pub mod template;
 pub mod units;
 
