@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use kiln_cache::{
     Artifact, ArtifactKey, ArtifactSpec, ArtifactStore, BaseCache, CacheError, CacheRoot,
 };
-use kiln_plan::{Plan, Step, StepKind};
+use kiln_plan::{Plan, Step, StepKind, StepParams};
 
 pub use events::{BuildEvent, JsonSink, PlainSink, ProgressSink, Sink};
 pub use summary::{ImageRow, render_summary};
@@ -22,6 +22,7 @@ pub use summary::{ImageRow, render_summary};
 use crate::guest::Cancel;
 use crate::host::{Host, resolve_accel};
 use crate::libvirt::Libvirt;
+use crate::runners::publish::{CLOUD_HELP, Clouds, PublishSettings, Published};
 use crate::runners::{self, Env, GuestHost, Mkisofs, RunError, StepCx, StepLog, output_file};
 use crate::scheduler::{self, Placement, Pools, Resource, Task, TaskError, TaskRunner, TaskStatus};
 
@@ -50,6 +51,12 @@ pub struct BuildOptions {
     pub sink: Arc<dyn Sink>,
     /// How often guests are looked at.
     pub poll_interval: Duration,
+    /// How publish steps and Glance sources reach their cloud; `None` leaves publish steps out
+    /// (`--no-publish`).
+    pub publish: Option<PublishSettings>,
+    /// `kiln publish`: run only the publish steps, from images already in the cache; nothing is
+    /// built (an image that is not built is an error before anything runs).
+    pub publish_only: bool,
 }
 
 impl BuildOptions {
@@ -67,6 +74,8 @@ impl BuildOptions {
             cancel: Cancel::new(),
             sink: Arc::new(PlainSink),
             poll_interval: Duration::from_millis(100),
+            publish: Some(PublishSettings::from_process()),
+            publish_only: false,
         }
     }
 }
@@ -113,6 +122,8 @@ pub struct BuildResult {
     pub elapsed: Duration,
     /// Guests started (0 on a fully cached build).
     pub guests_run: usize,
+    /// What the publish steps did (created or reused images), in plan order.
+    pub published: Vec<Published>,
 }
 
 impl BuildResult {
@@ -161,13 +172,89 @@ pub enum BuildError {
     /// The cache could not be read.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A publish step's cloud is not configured or not reachable (checked before any step runs).
+    #[error("publish step `{step}` cannot reach its cloud: {message}\n  help: {help}")]
+    Publish {
+        /// The step.
+        step: String,
+        /// Why.
+        message: String,
+        /// What to do.
+        help: &'static str,
+    },
+    /// `kiln publish` of images that are not (completely) built.
+    #[error(
+        "not built: {}\n  help: build first: `kiln build` with the same pipelines and selection",
+        .0.join("; ")
+    )]
+    NotBuilt(Vec<String>),
+    /// `kiln publish` with publishing turned off, or nothing to publish.
+    #[error("nothing to publish: {0}")]
+    NothingToPublish(String),
 }
 
-/// The steps a build runs: everything but `publish` (a separate command).
-fn buildable(plan: &Plan) -> Vec<&Step> {
+/// `kiln publish`: the publish steps and the steps they read (which must all be cached).
+fn publish_only<'p>(plan: &'p Plan, store: &ArtifactStore) -> Result<Vec<&'p Step>, BuildError> {
+    let publish: Vec<&Step> = plan
+        .steps()
+        .filter(|s| s.kind() == StepKind::Publish)
+        .collect();
+    if publish.is_empty() {
+        return Err(BuildError::NothingToPublish(
+            "no selected pipeline has a `publish` node".to_owned(),
+        ));
+    }
+    let mut needed: Vec<&str> = Vec::new();
+    let mut missing = Vec::new();
+    for step in &publish {
+        for input in &step.inputs {
+            let Some(dep) = plan.step(input.step.as_str()) else {
+                continue;
+            };
+            if matches!(store.peek(&artifact_key(dep)), Ok(Some(_))) {
+                needed.push(dep.id.as_str());
+            } else {
+                let image = step.owners.first().map_or("?", |o| o.image.as_str());
+                missing.push(format!(
+                    "`{image}` has no cached `{}` step ({})",
+                    dep.kind(),
+                    dep.id
+                ));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(BuildError::NotBuilt(missing));
+    }
+    Ok(plan
+        .steps()
+        .filter(|s| s.kind() == StepKind::Publish || needed.contains(&s.id.as_str()))
+        .collect())
+}
+
+/// The steps a build runs: all of them, or all but `publish` with `--no-publish`.
+fn buildable(plan: &Plan, publish: bool) -> Vec<&Step> {
     plan.steps()
-        .filter(|s| s.kind() != StepKind::Publish)
+        .filter(|s| publish || s.kind() != StepKind::Publish)
         .collect()
+}
+
+/// Connects to the cloud of every publish step before anything runs, so a missing or wrong
+/// configuration fails the build before a guest starts.
+fn connect_publish_clouds(steps: &[&Step], clouds: &Clouds) -> Result<(), BuildError> {
+    for step in steps.iter().filter(|s| s.kind() == StepKind::Publish) {
+        let StepParams::Publish(p) = &step.params else {
+            continue;
+        };
+        clouds
+            .connect(clouds.cloud_for(p).as_deref())
+            .map_err(|message| BuildError::Publish {
+                step: step.id.to_string(),
+                message,
+                help: CLOUD_HELP,
+            })?;
+    }
+    Ok(())
 }
 
 fn resource(step: &Step) -> Resource {
@@ -205,6 +292,7 @@ struct Runner<'a> {
     sink: Arc<dyn Sink>,
     started: Mutex<Vec<Option<Instant>>>,
     guests_run: std::sync::atomic::AtomicUsize,
+    published: Mutex<Vec<Option<Published>>>,
 }
 
 impl Runner<'_> {
@@ -273,11 +361,46 @@ impl Runner<'_> {
         }
         Ok(inputs)
     }
+
+    /// The digests the artifact store recorded for a step's `image` input (the converted file).
+    fn image_digests(&self, step: &Step) -> Option<kiln_cache::Digests> {
+        let input = step.inputs.iter().find(|i| i.role == "image")?;
+        let a = self.artifact(*self.index.get(input.step.as_str())?).ok()?;
+        let name = output_file(a.record.outputs.keys(), input.artifact)?;
+        Some(a.record.outputs[name].digests.clone())
+    }
+
+    /// Runs publish step `i` (no artifact: Glance is its record).
+    fn publish(&self, i: usize, cx: &StepCx<'_>) -> Result<(), TaskError> {
+        let step = self.steps[i];
+        let log = &self.logs[i];
+        let Some(clouds) = self.env.clouds.as_deref() else {
+            let msg = format!("step `{}`: publishing is turned off", step.id);
+            log.line(&msg);
+            return Err(TaskError::Failed(msg));
+        };
+        match runners::publish::run(cx, clouds, self.image_digests(step)) {
+            Ok(p) => {
+                self.sink.event(&BuildEvent::Published {
+                    image: Box::new(p.clone()),
+                });
+                self.published.lock().expect("lock")[i] = Some(p);
+                Ok(())
+            }
+            Err(RunError::Cancelled) => Err(TaskError::Cancelled),
+            Err(RunError::Failed(m)) => {
+                log.line(&m);
+                Err(TaskError::Failed(m))
+            }
+        }
+    }
 }
 
 impl TaskRunner for Runner<'_> {
     fn is_cached(&self, i: usize) -> bool {
-        matches!(self.store.peek(&artifact_key(self.steps[i])), Ok(Some(_)))
+        // A publish is never cached: it asks Glance every time (and reuses an identical image).
+        self.steps[i].kind() != StepKind::Publish
+            && matches!(self.store.peek(&artifact_key(self.steps[i])), Ok(Some(_)))
     }
 
     fn run(&self, i: usize, placement: Placement) -> Result<(), TaskError> {
@@ -312,6 +435,9 @@ impl TaskRunner for Runner<'_> {
             host,
             log,
         };
+        if step.kind() == StepKind::Publish {
+            return self.publish(i, &cx);
+        }
         let spec = ArtifactSpec {
             kind: step.kind().name().to_owned(),
             inputs: step
@@ -441,7 +567,20 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
     let run_dir = opts.runs_dir.join(&opts.run_id);
     prepare(&run_dir)?;
 
-    let steps = buildable(plan);
+    let clouds = opts.publish.clone().map(|s| Arc::new(Clouds::new(s)));
+    let steps = if opts.publish_only {
+        if clouds.is_none() {
+            return Err(BuildError::NothingToPublish(
+                "publishing is turned off".to_owned(),
+            ));
+        }
+        publish_only(plan, &ArtifactStore::new(opts.cache.clone()))?
+    } else {
+        buildable(plan, clouds.is_some())
+    };
+    if let Some(clouds) = &clouds {
+        connect_publish_clouds(&steps, clouds)?;
+    }
     let index: BTreeMap<&str, usize> = steps
         .iter()
         .enumerate()
@@ -476,6 +615,7 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
             run_dir: run_dir.clone(),
             cancel: opts.cancel.clone(),
             poll_interval: opts.poll_interval,
+            clouds,
         },
         hosts: opts
             .hosts
@@ -490,6 +630,7 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
         sink: Arc::clone(&opts.sink),
         started: Mutex::new(vec![None; steps.len()]),
         guests_run: std::sync::atomic::AtomicUsize::new(0),
+        published: Mutex::new(vec![None; steps.len()]),
         steps,
     };
     let capacities: Vec<_> = opts.hosts.iter().map(|h| h.capacity).collect();
@@ -519,6 +660,10 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
         cancelled: report.cancelled,
         elapsed: t0.elapsed(),
         guests_run: runner.guests_run.load(std::sync::atomic::Ordering::SeqCst),
+        published: std::mem::take(&mut *runner.published.lock().expect("lock"))
+            .into_iter()
+            .flatten()
+            .collect(),
     };
     opts.sink.event(&BuildEvent::Finished {
         exit_code: result.exit_code(),

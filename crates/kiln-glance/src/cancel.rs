@@ -15,6 +15,12 @@ impl Cancel {
         Self::default()
     }
 
+    /// A flag shared with another owner (e.g. `kiln build`'s cancel flag, set by its SIGINT
+    /// handler), so one Ctrl-C stops guests and uploads alike.
+    pub fn from_flag(flag: Arc<AtomicBool>) -> Self {
+        Cancel(flag)
+    }
+
     /// A flag set by the first SIGINT or SIGTERM; a second one of either ends the process at
     /// once with status 130 (the shell's code for "killed by SIGINT").
     pub fn on_signals() -> io::Result<Self> {

@@ -26,7 +26,7 @@ pub mod tool;
 
 pub use cancel::Cancel;
 pub use config::{AuthMethod, CloudConfig, ConfigError, ConfigSources, Interface};
-pub use download::{Downloaded, download};
+pub use download::{Downloaded, VerifiedStream, download, open_verified};
 pub use error::Error;
 pub use glance::{Glance, Image, ImageSpec, Visibility};
 pub use keystone::Session;

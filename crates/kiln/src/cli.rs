@@ -64,6 +64,8 @@ pub enum Command {
     Build(crate::commands::build::BuildArgs),
     /// Inspect and maintain the cache: list entries, verify them, prune old ones.
     Cache(crate::commands::cache::CacheArgs),
+    /// Publish built images to Glance from the cache, without building (docs/glance.md).
+    Publish(crate::commands::publish::PublishArgs),
 }
 
 /// Which pipelines to load, and variable overrides: shared by every command that reads pipelines.
@@ -142,6 +144,10 @@ pub struct PlanArgs {
     /// `text` lists the steps; `json` prints the plan document (docs/plan.md).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// With `--os-cloud`, ask Glance whether each publish step would create or reuse an image
+    /// (read-only; step keys never depend on it).
+    #[command(flatten)]
+    pub cloud: crate::commands::publish::CloudArgs,
 }
 
 /// `kiln graph`.

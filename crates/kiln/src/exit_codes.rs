@@ -8,6 +8,10 @@
 //! | 3 | [`NOT_FORMATTED`] | `kiln fmt --check`: some file is not formatted |
 //! | 4 | [`IO_ERROR`] | a file could not be read or written |
 //! | 5 | [`CACHE_CORRUPT`] | `kiln cache verify`: an entry does not match its record |
+//! | 6 | — | `kiln build` / `kiln publish`: a step failed (kiln-exec's `EXIT_FAILED`) |
+//! | 7 | [`NO_CLOUD`] | publish steps, but their cloud is not configured or refuses (nothing ran) |
+//! | 8 | [`NOT_BUILT`] | `kiln publish`: an image is not built, or nothing to publish |
+//! | 130 | — | cancelled (SIGINT / SIGTERM) |
 
 /// Everything checked / done.
 pub const SUCCESS: u8 = 0;
@@ -21,3 +25,7 @@ pub const NOT_FORMATTED: u8 = 3;
 pub const IO_ERROR: u8 = 4;
 /// `kiln cache verify` found an entry whose content does not match its record, or a missing output.
 pub const CACHE_CORRUPT: u8 = 5;
+/// Publish steps whose cloud is not configured or cannot be reached; nothing ran.
+pub const NO_CLOUD: u8 = 7;
+/// `kiln publish`: an image is not built (or no selected pipeline publishes).
+pub const NOT_BUILT: u8 = 8;

@@ -48,6 +48,11 @@ pub enum BuildEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         bytes: Option<u64>,
     },
+    /// A publish step created or reused a Glance image.
+    Published {
+        /// What it did and the image as Glance holds it.
+        image: Box<crate::runners::publish::Published>,
+    },
     /// The build ended.
     Finished {
         /// The process exit code it implies.
@@ -113,6 +118,17 @@ pub fn plain_line(event: &BuildEvent) -> Option<String> {
             TaskStatus::Skipped { because } => format!("skipped  {step} (because of {because})"),
             TaskStatus::Cancelled => format!("cancelled {step}"),
         },
+        BuildEvent::Published { image } => format!(
+            "{}  {} as glance image {} (`{}`)",
+            if image.action == "created" {
+                "published"
+            } else {
+                "reused   "
+            },
+            image.step,
+            image.id,
+            image.name
+        ),
         BuildEvent::Finished { elapsed, .. } => {
             format!("finished in {:.2}s", elapsed.as_secs_f64())
         }

@@ -59,7 +59,10 @@ pub(super) fn rows(plan: &Plan, runner: &Runner<'_>, results: &[StepResult]) -> 
         let mut failed = false;
         let mut cancelled = false;
         for (j, step) in runner.steps.iter().enumerate() {
-            if !step.owners.iter().any(|o| o.image == cell.owner.image) {
+            // A publish does not make the image; its outcome is listed apart.
+            if step.kind() == kiln_plan::StepKind::Publish
+                || !step.owners.iter().any(|o| o.image == cell.owner.image)
+            {
                 continue;
             }
             match &results[j].status {

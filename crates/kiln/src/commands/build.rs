@@ -2,13 +2,9 @@
 //! then print the summary (see docs/build.md). SIGINT and SIGTERM set the cancel flag: running
 //! guests are destroyed, nothing incomplete is committed, and the exit status is 130.
 
-use std::io::IsTerminal as _;
-use std::sync::Arc;
-
 use clap::{Args, ValueEnum};
-use kiln_exec::build::{
-    BuildOptions, JsonSink, PlainSink, ProgressSink, Sink, build, render_summary,
-};
+use kiln_exec::build::{BuildOptions, build, render_summary};
+use kiln_exec::runners::publish::render_published;
 use kiln_exec::scheduler::TaskStatus;
 use kiln_exec::{Accel, Host};
 
@@ -34,6 +30,15 @@ pub struct BuildArgs {
     /// One JSON event per line on stdout (and a final `summary` object) instead of progress.
     #[arg(long)]
     pub json: bool,
+    /// The cloud of publish steps and Glance sources.
+    #[command(flatten)]
+    pub cloud: crate::commands::publish::CloudArgs,
+    /// Leave the publish steps out (no cloud needed).
+    #[arg(long)]
+    pub no_publish: bool,
+    /// Publish steps upload even when an identical image exists in Glance.
+    #[arg(long, conflicts_with = "no_publish")]
+    pub force_publish: bool,
 }
 
 /// `--accel`.
@@ -86,27 +91,27 @@ fn run_inner(global: &GlobalArgs, args: &BuildArgs) -> Result<u8, Box<dyn std::e
         }
         hosts
     };
-    opts.sink = if args.json {
-        Arc::new(JsonSink) as Arc<dyn Sink>
-    } else if std::io::stderr().is_terminal() {
-        Arc::new(ProgressSink::default())
-    } else {
-        Arc::new(PlainSink)
-    };
+    opts.sink = super::publish::sink(args.json);
+    opts.publish = (!args.no_publish).then(|| args.cloud.settings(args.force_publish, false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, opts.cancel.flag())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, opts.cancel.flag())?;
-    let result = build(&plan, &opts)?;
+    let result = match build(&plan, &opts) {
+        Ok(r) => r,
+        Err(e) => return Ok(super::publish::build_error_status(&e)),
+    };
     if args.json {
         let summary = serde_json::json!({
             "event": "summary",
             "run_dir": result.run_dir,
             "exit_code": result.exit_code(),
             "images": result.images,
+            "published": result.published,
             "steps": result.steps,
         });
         println!("{summary}");
     } else {
         print!("{}", render_summary(&result.images));
+        print!("{}", render_published(&result.published));
         for s in &result.steps {
             if let TaskStatus::Failed { error, .. } = &s.status {
                 eprintln!("\nerror: {error}\n  log: {}", s.log.display());

@@ -6,6 +6,7 @@ pub mod check;
 pub mod fmt;
 pub mod graph;
 pub mod plan;
+pub mod publish;
 
 use kiln_syntax::{LoadOptions, Overrides, RealFs, Workspace};
 
@@ -20,6 +21,7 @@ pub fn dispatch(cli: Cli) -> u8 {
         Command::Graph(args) => graph::run(&cli.global, &args),
         Command::Build(args) => build::run(&cli.global, &args),
         Command::Cache(args) => cache::run(&args),
+        Command::Publish(args) => publish::run(&cli.global, &args),
     }
 }
 

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use kiln_cache::{Algo, ArtifactKey, ArtifactStore, CacheRoot, HashMemo, QemuImg};
+use kiln_exec::runners::publish::{preview_plan, render_preview};
 use kiln_plan::{CacheQuery, ContentDigest, Plan, PlanOptions, StepKey, ToolVersions};
 use kiln_syntax::Workspace;
 
@@ -109,10 +110,30 @@ pub fn run(global: &GlobalArgs, args: &PlanArgs) -> u8 {
         Ok(x) => x,
         Err(status) => return status,
     };
+    // Only with `--os-cloud`: asking Glance is read-only and never changes a key.
+    let publish = args.cloud.os_cloud.as_ref().map(|_| {
+        let store = cache_root(&args.select).map(ArtifactStore::new);
+        match store {
+            Some(store) => preview_plan(&plan, &store, &args.cloud.settings(false, false)),
+            None => Vec::new(),
+        }
+    });
     match args.format {
-        Format::Text => print!("{}", kiln_plan::to_text(&plan, &cache, &ws.sources)),
+        Format::Text => {
+            print!("{}", kiln_plan::to_text(&plan, &cache, &ws.sources));
+            if let Some(publish) = &publish {
+                print!("{}", render_preview(publish));
+            }
+        }
         Format::Json => {
-            let doc = kiln_plan::to_json(&plan, &cache, &ws.sources);
+            let mut doc = serde_json::to_value(kiln_plan::to_json(&plan, &cache, &ws.sources))
+                .unwrap_or_default();
+            if let (Some(publish), Some(obj)) = (&publish, doc.as_object_mut()) {
+                obj.insert(
+                    "publish".to_owned(),
+                    serde_json::to_value(publish).unwrap_or_default(),
+                );
+            }
             match serde_json::to_string_pretty(&doc) {
                 Ok(json) => println!("{json}"),
                 Err(e) => {

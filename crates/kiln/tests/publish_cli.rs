@@ -1,0 +1,419 @@
+//! `kiln build` / `kiln publish` / `kiln plan` with a publish step, end to end: the real binary,
+//! real libvirt + QEMU (TCG) building the tiny self-installing ISO, and a real Keystone + Glance
+//! (kiln-glance's harness, `scripts/openstack/start.sh`, shared with kiln-glance's tests).
+
+#[allow(dead_code, reason = "the harness serves several test binaries")]
+#[path = "../../kiln-glance/tests/common/mod.rs"]
+mod openstack;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln_glance::Glance;
+use openstack::{OpenStack, unique};
+
+const CLOUD: &str = "kiln-alpha";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A folder libvirt's QEMU user can enter, with the tiny fixtures built into it.
+fn workdir() -> tempfile::TempDir {
+    let st = Command::new(repo().join("scripts/start-libvirt.sh"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "scripts/start-libvirt.sh failed");
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-publish-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let st = Command::new(repo().join("fixtures/tiny/build.sh"))
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "fixtures/tiny/build.sh failed");
+    dir
+}
+
+/// The tiny ISO installed, converted to `format` and published as `name` with properties.
+fn pipeline(dir: &Path, name: &str, format: &str) -> PathBuf {
+    let compression = if format == "qcow2" { "zstd" } else { "none" };
+    let text = format!(
+        r#"pipeline "{name}" {{
+    source "tiny.iso"
+    disk size="1GiB"
+    machine cpus=1 memory="256MiB"
+    install "none" timeout="180s"
+    output format="{format}" compression="{compression}"
+    publish glance name="{name}" min-disk="1GiB" min-ram="256MiB" {{
+        property os_type="linux" kiln_test="publish"
+        tag "kiln" "tiny"
+    }}
+}}
+"#
+    );
+    let path = dir.join(format!("{name}.kdl"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn kiln(os: &OpenStack, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(args)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .current_dir(dir)
+        .env_remove("OS_CLOUD")
+        .envs(os.sources().env)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "--- {:?}\n{}\n{}",
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The `summary` object of a `--json` run.
+fn summary(out: &Output) -> serde_json::Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("a summary line")
+}
+
+fn cleanup(glance: &Glance, name: &str) {
+    for image in openstack::images_named(glance, name) {
+        glance.delete(&image.id).unwrap();
+    }
+}
+
+#[test]
+fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
+    let os = openstack::openstack();
+    let glance = os.glance(CLOUD);
+    let dir = workdir();
+    let name = unique("tiny-publish");
+    let file = pipeline(dir.path(), &name, "qcow2");
+    let file_arg = file.to_str().unwrap();
+
+    let first = run({
+        let mut c = kiln(&os, dir.path(), &["build", file_arg, "--json"]);
+        c.args(["--os-cloud", CLOUD, "--accel", "tcg"]);
+        c
+    });
+    assert_eq!(first.status.code(), Some(0));
+    let s = summary(&first);
+    let published = &s["published"][0];
+    assert_eq!(published["action"], "created", "{s}");
+    assert_eq!(published["name"], name.as_str());
+    let id = published["id"].as_str().unwrap().to_owned();
+    // The events carry it too.
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains(r#""event":"published""#),
+        "no published event"
+    );
+    // Glance holds exactly what kiln built: the converted file's md5 and sha512.
+    let image_path = PathBuf::from(s["images"][0]["path"].as_str().unwrap());
+    let image = glance.get(&id).unwrap();
+    assert_eq!(image.status, "active");
+    assert_eq!(
+        image.checksum.as_deref(),
+        Some(openstack::coreutils_digest("md5sum", &image_path).as_str())
+    );
+    assert_eq!(
+        image.os_hash_value.as_deref(),
+        Some(openstack::coreutils_digest("sha512sum", &image_path).as_str())
+    );
+    assert_eq!(image.disk_format.as_deref(), Some("qcow2"));
+    assert_eq!(image.visibility.as_deref(), Some("private"));
+    assert_eq!((image.min_disk, image.min_ram), (Some(1), Some(256)));
+    assert_eq!(image.properties()["os_type"], "linux");
+    assert_eq!(image.properties()["kiln_test"], "publish");
+    let mut tags = image.tags.clone();
+    tags.sort();
+    assert_eq!(tags, ["kiln", "tiny"]);
+
+    // `kiln plan --os-cloud` says the publish would reuse it; keys do not depend on the cloud.
+    let plan_with = run({
+        let mut c = kiln(&os, dir.path(), &["plan", file_arg, "--format", "json"]);
+        c.args(["--os-cloud", CLOUD]);
+        c
+    });
+    assert_eq!(plan_with.status.code(), Some(0));
+    let with: serde_json::Value = serde_json::from_slice(&plan_with.stdout).unwrap();
+    assert_eq!(with["publish"][0]["would"], "reuse", "{with}");
+    assert_eq!(with["publish"][0]["id"], id.as_str());
+    let plan_without = run({
+        let mut c = kiln(&os, dir.path(), &["plan", file_arg, "--format", "json"]);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("OS_AUTH_URL", "http://127.0.0.1:9/v3")
+            .env("OS_PASSWORD", "something-else");
+        c
+    });
+    assert_eq!(plan_without.status.code(), Some(0));
+    let without: serde_json::Value = serde_json::from_slice(&plan_without.stdout).unwrap();
+    assert!(without.get("publish").is_none());
+    assert_eq!(
+        with["steps"], without["steps"],
+        "keys changed with credentials"
+    );
+    let text = run({
+        let mut c = kiln(&os, dir.path(), &["plan", file_arg]);
+        c.args(["--os-cloud", CLOUD]);
+        c
+    });
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "`{name}` on cloud `{CLOUD}`: would reuse image {id}"
+        )),
+        "{text}"
+    );
+
+    // A second build runs no guest and reuses the image: still exactly one.
+    let second = run({
+        let mut c = kiln(&os, dir.path(), &["build", file_arg, "--json"]);
+        c.args(["--os-cloud", CLOUD]);
+        c
+    });
+    assert_eq!(second.status.code(), Some(0));
+    let s2 = summary(&second);
+    assert_eq!(s2["published"][0]["action"], "reused", "{s2}");
+    assert_eq!(s2["published"][0]["id"], id.as_str());
+    assert_eq!(s2["images"][0]["state"], "cached");
+    let images = openstack::images_named(&glance, &name);
+    assert_eq!(images.len(), 1, "{images:?}");
+
+    // `kiln publish` from the cache reuses it too; `--force` uploads a second copy.
+    let again = run({
+        let mut c = kiln(&os, dir.path(), &["publish", file_arg]);
+        c.args(["--os-cloud", CLOUD]);
+        c
+    });
+    assert_eq!(again.status.code(), Some(0));
+    let again_text = String::from_utf8_lossy(&again.stdout);
+    assert!(again_text.contains("reused"), "{again_text}");
+    assert!(again_text.contains(&id), "{again_text}");
+    let forced = run({
+        let mut c = kiln(&os, dir.path(), &["publish", file_arg, "--force", "--json"]);
+        c.args(["--os-cloud", CLOUD]);
+        c
+    });
+    assert_eq!(forced.status.code(), Some(0));
+    let s3 = summary(&forced);
+    assert_eq!(s3["published"][0]["action"], "created");
+    assert_ne!(s3["published"][0]["id"], id.as_str());
+    assert_eq!(openstack::images_named(&glance, &name).len(), 2);
+    cleanup(&glance, &name);
+}
+
+#[test]
+fn publish_without_a_cloud_fails_before_any_guest_and_no_publish_skips_it() {
+    let os = openstack::openstack();
+    let dir = workdir();
+    let name = unique("no-cloud");
+    let file = pipeline(dir.path(), &name, "qcow2");
+    let file_arg = file.to_str().unwrap();
+    let run_dir = dir.path().join("cache/runs");
+
+    let t = Instant::now();
+    let out = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args(["build", file_arg, "--cache-dir"])
+            .arg(dir.path().join("cache"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", dir.path());
+        c
+    });
+    assert_eq!(out.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach its cloud"), "{err}");
+    assert!(err.contains("no cloud selected"), "{err}");
+    assert!(err.contains("--no-publish"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(20));
+    // No step ran: no step log in any run folder.
+    let logs = logs_in(&run_dir);
+    assert!(logs.is_empty(), "{logs:?}");
+
+    // `kiln publish` of an image that is not built: a clear error, nothing uploaded.
+    let out = run({
+        let mut c = kiln(&os, dir.path(), &["publish", file_arg]);
+        c.args(["--os-cloud", CLOUD]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(8));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not built"), "{err}");
+    assert!(err.contains(&name), "{err}");
+    assert!(openstack::images_named(&os.glance(CLOUD), &name).is_empty());
+
+    // A wrong password is refused before any guest too, naming the cloud.
+    let secure = dir.path().join("wrong-secure.yaml");
+    std::fs::write(
+        &secure,
+        "clouds:\n  kiln-alpha:\n    auth:\n      password: not-the-password\n",
+    )
+    .unwrap();
+    let out = run({
+        let mut c = kiln(&os, dir.path(), &["build", file_arg]);
+        c.args(["--os-cloud", CLOUD])
+            .env("OS_CLIENT_SECURE_FILE", &secure);
+        c
+    });
+    assert_eq!(out.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cloud `kiln-alpha`"), "{err}");
+    assert!(
+        !err.contains("not-the-password"),
+        "a secret was printed: {err}"
+    );
+    assert!(logs_in(&run_dir).is_empty());
+
+    // `--no-publish` builds without any cloud.
+    let out = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args([
+            "build",
+            file_arg,
+            "--no-publish",
+            "--accel",
+            "tcg",
+            "--json",
+            "--cache-dir",
+        ])
+        .arg(dir.path().join("cache"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir.path());
+        c
+    });
+    assert_eq!(out.status.code(), Some(0));
+    let s = summary(&out);
+    assert_eq!(s["images"][0]["state"], "built");
+    assert_eq!(s["published"], serde_json::json!([]));
+    assert!(
+        !s["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|st| st["kind"] == "publish")
+    );
+}
+
+/// Step logs under `dir` (a run folder per run).
+fn logs_in(dir: &Path) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sigkill_during_publish_then_a_rerun_leaves_exactly_one_active_image() {
+    let os = openstack::openstack();
+    let glance = os.glance(CLOUD);
+    let dir = workdir();
+    let name = unique("killed");
+    // A raw 1 GiB image: an upload long enough to be killed in the middle.
+    let file = pipeline(dir.path(), &name, "raw");
+    let file_arg = file.to_str().unwrap();
+
+    let built = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args([
+            "build",
+            file_arg,
+            "--no-publish",
+            "--accel",
+            "tcg",
+            "--cache-dir",
+        ])
+        .arg(dir.path().join("cache"))
+        .current_dir(dir.path());
+        c
+    });
+    assert_eq!(built.status.code(), Some(0));
+
+    let mut child = kiln(&os, dir.path(), &["build", file_arg, "--json"])
+        .args(["--os-cloud", CLOUD])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until Glance holds the half-made image (the upload is under way), then SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let images = openstack::images_named(&glance, &name);
+        if images
+            .iter()
+            .any(|i| matches!(i.status.as_str(), "queued" | "saving"))
+        {
+            std::thread::sleep(Duration::from_millis(300));
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kiln ended before the upload could be killed: {images:?}"
+        );
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = openstack::images_named(&glance, &name);
+    assert!(
+        left.iter().any(|i| i.status != "active"),
+        "the kill came too late to test anything: {left:?}"
+    );
+
+    let rerun = run({
+        let mut c = kiln(&os, dir.path(), &["build", file_arg, "--json"]);
+        c.args(["--os-cloud", CLOUD]);
+        c
+    });
+    assert_eq!(rerun.status.code(), Some(0));
+    let s = summary(&rerun);
+    assert_eq!(s["published"][0]["action"], "created");
+    assert_eq!(
+        s["published"][0]["removed_stale"].as_array().map(Vec::len),
+        Some(1),
+        "{s}"
+    );
+    let images = openstack::images_named(&glance, &name);
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].status, "active");
+    assert_eq!(images[0].size, Some(1 << 30));
+    cleanup(&glance, &name);
+}
