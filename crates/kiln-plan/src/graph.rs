@@ -1,14 +1,14 @@
 //! The sealed plan: a petgraph DAG of steps plus an id → node map, and the builder that fills it,
 //! deduplicating steps by key (same key ⇒ same node).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use kiln_syntax::span::Span;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::key::{StepKey, ToolVersions, describe};
+use crate::key::{CanonicalWriter, StepKey, ToolVersions};
 use crate::step::{
     ExecInputs, HostRequirements, Owner, Step, StepId, StepInput, StepKind, StepParams,
 };
@@ -153,6 +153,8 @@ pub(crate) struct Builder {
     by_id: HashMap<StepId, NodeIndex>,
     cells: Vec<PlannedCell>,
     tools: ToolVersions,
+    /// Reused for every step's description.
+    writer: CanonicalWriter,
 }
 
 impl Builder {
@@ -163,46 +165,37 @@ impl Builder {
             by_id: HashMap::new(),
             cells: Vec::new(),
             tools,
+            writer: CanonicalWriter::default(),
         }
     }
 
-    /// Tool versions that shape a kind's output.
-    fn tools_for(&self, params: &StepParams) -> BTreeMap<&'static str, String> {
-        let qemu_img = || {
-            self.tools
-                .qemu_img
-                .clone()
-                .unwrap_or_else(|| "absent".to_string())
-        };
-        let mut tools = BTreeMap::new();
+    /// The version of qemu-img when it shapes this step's output bytes.
+    fn qemu_img_for(&self, params: &StepParams) -> Option<&str> {
         let uses_qemu_img = match params {
             StepParams::CreateDisk(_) | StepParams::Convert(_) => true,
             StepParams::Customize(c) => c.grow_to_bytes.is_some(),
             _ => false,
         };
-        if uses_qemu_img {
-            tools.insert("qemu-img", qemu_img());
-        }
-        tools
+        uses_qemu_img.then(|| self.tools.qemu_img.as_deref().unwrap_or("absent"))
     }
 
     /// Adds a step for `owner` (or finds the equal one) and returns its node.
     pub fn add(&mut self, owner: &Owner, new: NewStep) -> NodeIndex {
         let kind: StepKind = new.params.kind();
-        let params_json = serde_json::to_value(&new.params).expect("step params serialize");
-        let mut input_keys = BTreeMap::new();
-        for (role, ix, _) in &new.inputs {
-            input_keys.insert(*role, self.graph[*ix].key);
-        }
-        let tools = self.tools_for(&new.params);
-        let description = describe(
+        // The description is written into a reused buffer; only a new step keeps a copy.
+        let mut writer = std::mem::take(&mut self.writer);
+        writer.clear();
+        writer.describe(
             kind.name(),
             kind.runner_version(),
-            &params_json,
-            &input_keys,
-            &tools,
+            &new.params,
+            new.inputs
+                .iter()
+                .map(|(role, ix, _)| (*role, self.graph[*ix].key)),
+            self.qemu_img_for(&new.params).map(|v| ("qemu-img", v)),
         );
-        let key = StepKey::of_description(&description);
+        let key = StepKey::of_description(writer.as_str());
+        self.writer = writer;
         if let Some(&ix) = self.by_key.get(&key) {
             // Cells are lowered one after another (all of a cell's steps before the next cell's),
             // so an owner already recorded on this step is its last one. Checking only the last
@@ -244,7 +237,7 @@ impl Builder {
             span: new.span,
             host: new.host,
             exec: new.exec,
-            description,
+            description: self.writer.as_str().to_owned(),
         };
         let ix = self.graph.add_node(step);
         for (role, from, _) in new.inputs {

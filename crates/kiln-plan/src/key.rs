@@ -189,52 +189,740 @@ fn write_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out:
     out.push(b'}');
 }
 
-/// Writes a map whose keys are already in byte order (a `BTreeMap<&str, _>`) as a JSON object.
-fn write_sorted_strings<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json(k, out);
-        out.push(b':');
-        write_json(v, out);
-    }
-    out.push(b'}');
-}
-
 /// The canonical description of one step, as hashed into its key.
 ///
-/// Written directly rather than through a `serde_json::Map`: the top-level keys below are listed in
-/// byte order, and `str`'s `Ord` is byte order, so the text equals `canonical_json` of that object.
-pub fn describe(
+/// Written directly by [`CanonicalWriter`] rather than through a `serde_json::Value`; the text equals
+/// `canonical_json` of the documented object (a test checks this).
+pub fn describe<P: Serialize + ?Sized>(
     kind: &str,
     runner: u32,
-    params: &Value,
+    params: &P,
     inputs: &BTreeMap<&str, StepKey>,
     tools: &BTreeMap<&str, String>,
 ) -> String {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(b"{\"format\":");
-    write_json(&KEY_FORMAT_VERSION, &mut out);
-    out.extend_from_slice(b",\"inputs\":");
-    let hexes: Vec<(&str, [u8; 64])> = inputs.iter().map(|(r, k)| (*r, k.hex_bytes())).collect();
-    write_sorted_strings(
-        hexes
-            .iter()
-            .map(|(r, h)| (*r, std::str::from_utf8(h).expect("hex digits are ASCII"))),
-        &mut out,
+    let mut writer = CanonicalWriter::default();
+    writer.describe(
+        kind,
+        runner,
+        params,
+        inputs.iter().map(|(r, k)| (*r, *k)),
+        tools.iter().map(|(n, v)| (*n, v.as_str())),
     );
-    out.extend_from_slice(b",\"kind\":");
-    write_json(kind, &mut out);
-    out.extend_from_slice(b",\"params\":");
-    write_canonical(params, &mut out);
-    out.extend_from_slice(b",\"runner\":");
-    write_json(&runner, &mut out);
-    out.extend_from_slice(b",\"tools\":");
-    write_sorted_strings(tools.iter().map(|(n, v)| (*n, v.as_str())), &mut out);
-    out.push(b'}');
-    into_string(out)
+    into_string(writer.out)
+}
+
+/// Writes canonical JSON of any `Serialize` value straight into a byte buffer: no
+/// `serde_json::Value` tree, no per-object allocation. Object members (struct fields, map entries,
+/// internally tagged enums' `type`) are buffered in place and emitted sorted by their key's bytes;
+/// strings use serde_json's escaping and integers its decimal form, so the text is byte-equal to
+/// [`canonical_json`] of `serde_json::to_value` of the same value (a test checks this).
+///
+/// Reuse one writer for many descriptions: its buffers keep their capacity.
+#[derive(Debug, Default)]
+pub struct CanonicalWriter {
+    /// The text written so far.
+    out: Vec<u8>,
+    /// An object's members while they are reordered.
+    scratch: Vec<u8>,
+    /// Open objects' members: key and the byte range of the value in `out`.
+    members: Vec<Member>,
+}
+
+#[derive(Debug)]
+struct Member {
+    key: Key,
+    start: usize,
+    end: usize,
+}
+
+#[derive(Debug)]
+enum Key {
+    Static(&'static str),
+    Owned(String),
+}
+
+impl Key {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Static(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl CanonicalWriter {
+    /// Clears the buffer for the next description.
+    pub fn clear(&mut self) {
+        self.out.clear();
+    }
+
+    /// The text written since the last [`Self::clear`] (always UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// The text written since the last [`Self::clear`].
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.out).expect("the canonical writer writes UTF-8")
+    }
+
+    /// Appends canonical JSON of `value`.
+    pub fn write<T: Serialize + ?Sized>(&mut self, value: &T) {
+        value
+            .serialize(&mut *self)
+            .expect("step descriptions are JSON-serializable");
+    }
+
+    /// Appends the step description object (see [`describe`]); `inputs` and `tools` may come in any
+    /// order.
+    pub fn describe<'a, P: Serialize + ?Sized>(
+        &mut self,
+        kind: &str,
+        runner: u32,
+        params: &P,
+        inputs: impl IntoIterator<Item = (&'a str, StepKey)>,
+        tools: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        let mut inputs: Vec<(&str, StepKey)> = inputs.into_iter().collect();
+        inputs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut tools: Vec<(&str, &str)> = tools.into_iter().collect();
+        tools.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let out = &mut self.out;
+        out.extend_from_slice(b"{\"format\":");
+        write_u64(u64::from(KEY_FORMAT_VERSION), out);
+        out.extend_from_slice(b",\"inputs\":{");
+        for (i, (role, key)) in inputs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(role, out);
+            out.extend_from_slice(b":\"");
+            out.extend_from_slice(&key.hex_bytes());
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"},\"kind\":");
+        write_str(kind, out);
+        out.extend_from_slice(b",\"params\":");
+        self.write(params);
+        let out = &mut self.out;
+        out.extend_from_slice(b",\"runner\":");
+        write_u64(u64::from(runner), out);
+        out.extend_from_slice(b",\"tools\":{");
+        for (i, (name, version)) in tools.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(name, out);
+            out.push(b':');
+            write_str(version, out);
+        }
+        out.extend_from_slice(b"}}");
+    }
+
+    /// Starts an object: its members are collected until [`Self::end_object`].
+    fn begin_object(&mut self) -> ObjectStart {
+        ObjectStart {
+            bytes: self.out.len(),
+            members: self.members.len(),
+        }
+    }
+
+    /// Writes the members collected since `start` as one object, sorted by key bytes.
+    fn end_object(&mut self, start: ObjectStart) {
+        let members = &mut self.members[start.members..];
+        members.sort_unstable_by(|a, b| a.key.as_str().as_bytes().cmp(b.key.as_str().as_bytes()));
+        debug_assert!(
+            members
+                .windows(2)
+                .all(|w| w[0].key.as_str() != w[1].key.as_str()),
+            "an object with a repeated key"
+        );
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.out[start.bytes..]);
+        self.out.truncate(start.bytes);
+        self.out.push(b'{');
+        for (i, m) in members.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_str(m.key.as_str(), &mut self.out);
+            self.out.push(b':');
+            let (a, b) = (m.start - start.bytes, m.end - start.bytes);
+            self.out.extend_from_slice(&self.scratch[a..b]);
+        }
+        self.out.push(b'}');
+        self.members.truncate(start.members);
+    }
+
+    /// Writes one member's value and records it under `key`.
+    fn member<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), CanonicalError> {
+        let start = self.out.len();
+        value.serialize(&mut *self)?;
+        let end = self.out.len();
+        self.members.push(Member { key, start, end });
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ObjectStart {
+    bytes: usize,
+    members: usize,
+}
+
+/// Writes a string with serde_json's escaping: `"` and `\\`, and control characters below U+0020
+/// (`\\b \\t \\n \\f \\r` short, the rest as `\\u00xx`); everything else as is.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0a => b"\\n",
+            0x0c => b"\\f",
+            0x0d => b"\\r",
+            0x00..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        out.extend_from_slice(escape);
+        plain = i + 1;
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+fn write_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn write_i64(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    write_u64(n.unsigned_abs(), out);
+}
+
+/// A value JSON cannot hold (a map key that is not a string or number).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CanonicalError(String);
+
+impl serde::ser::Error for CanonicalError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        CanonicalError(msg.to_string())
+    }
+}
+
+/// Sequences and objects in progress.
+pub struct Compound<'w> {
+    writer: &'w mut CanonicalWriter,
+    kind: CompoundKind,
+}
+
+enum CompoundKind {
+    /// An array; `first` until the first element is written.
+    Array { first: bool },
+    /// An object; `close_outer` when it is the value of `{"variant": ...}`.
+    Object {
+        start: ObjectStart,
+        pending_key: Option<String>,
+        close_outer: bool,
+    },
+    /// `{"variant":[...]}`.
+    VariantArray { first: bool },
+}
+
+impl<'w> Compound<'w> {
+    fn array(writer: &'w mut CanonicalWriter, variant: Option<&str>) -> Self {
+        if let Some(v) = variant {
+            writer.out.push(b'{');
+            write_str(v, &mut writer.out);
+            writer.out.push(b':');
+        }
+        writer.out.push(b'[');
+        let kind = if variant.is_some() {
+            CompoundKind::VariantArray { first: true }
+        } else {
+            CompoundKind::Array { first: true }
+        };
+        Compound { writer, kind }
+    }
+
+    fn object(writer: &'w mut CanonicalWriter, variant: Option<&str>) -> Self {
+        if let Some(v) = variant {
+            writer.out.push(b'{');
+            write_str(v, &mut writer.out);
+            writer.out.push(b':');
+        }
+        let start = writer.begin_object();
+        Compound {
+            writer,
+            kind: CompoundKind::Object {
+                start,
+                pending_key: None,
+                close_outer: variant.is_some(),
+            },
+        }
+    }
+
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        match &mut self.kind {
+            CompoundKind::Array { first } | CompoundKind::VariantArray { first } => {
+                if !std::mem::replace(first, false) {
+                    self.writer.out.push(b',');
+                }
+                value.serialize(&mut *self.writer)
+            }
+            CompoundKind::Object { .. } => unreachable!("elements go into arrays"),
+        }
+    }
+
+    fn field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.writer.member(Key::Static(key), value)
+    }
+
+    fn finish(self) -> Result<(), CanonicalError> {
+        match self.kind {
+            CompoundKind::Array { .. } => self.writer.out.push(b']'),
+            CompoundKind::VariantArray { .. } => self.writer.out.extend_from_slice(b"]}"),
+            CompoundKind::Object {
+                start, close_outer, ..
+            } => {
+                self.writer.end_object(start);
+                if close_outer {
+                    self.writer.out.push(b'}');
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeSeq for Compound<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.finish()
+    }
+}
+
+impl serde::ser::SerializeTuple for Compound<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.finish()
+    }
+}
+
+impl serde::ser::SerializeTupleStruct for Compound<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.finish()
+    }
+}
+
+impl serde::ser::SerializeTupleVariant for Compound<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Self::Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.finish()
+    }
+}
+
+impl serde::ser::SerializeStruct for Compound<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Self::Error> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.finish()
+    }
+}
+
+impl serde::ser::SerializeStructVariant for Compound<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Self::Error> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.finish()
+    }
+}
+
+impl serde::ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Self::Error> {
+        let CompoundKind::Object { pending_key, .. } = &mut self.kind else {
+            unreachable!("keys go into objects");
+        };
+        *pending_key = Some(key.serialize(MapKey)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Self::Error> {
+        let CompoundKind::Object { pending_key, .. } = &mut self.kind else {
+            unreachable!("values go into objects");
+        };
+        let key = pending_key.take().expect("serde calls serialize_key first");
+        self.writer.member(Key::Owned(key), value)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.finish()
+    }
+}
+
+impl<'w> serde::Serializer for &'w mut CanonicalWriter {
+    type Ok = ();
+    type Error = CanonicalError;
+    type SerializeSeq = Compound<'w>;
+    type SerializeTuple = Compound<'w>;
+    type SerializeTupleStruct = Compound<'w>;
+    type SerializeTupleVariant = Compound<'w>;
+    type SerializeMap = Compound<'w>;
+    type SerializeStruct = Compound<'w>;
+    type SerializeStructVariant = Compound<'w>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), CanonicalError> {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), CanonicalError> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), CanonicalError> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), CanonicalError> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), CanonicalError> {
+        write_i64(v, &mut self.out);
+        Ok(())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(v.to_string().as_bytes());
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), CanonicalError> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), CanonicalError> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), CanonicalError> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), CanonicalError> {
+        write_u64(v, &mut self.out);
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(v.to_string().as_bytes());
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), CanonicalError> {
+        // Through a `Value`, an f32 is widened to f64 first; do the same.
+        self.serialize_f64(f64::from(v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), CanonicalError> {
+        write_json(&v, &mut self.out);
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), CanonicalError> {
+        write_str(v.encode_utf8(&mut [0; 4]), &mut self.out);
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), CanonicalError> {
+        write_str(v, &mut self.out);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), CanonicalError> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.serialize_element(b)?;
+        }
+        seq.end()
+    }
+    fn serialize_none(self) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), CanonicalError> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.out.push(b'{');
+        write_str(variant, &mut self.out);
+        self.out.push(b':');
+        value.serialize(&mut *self)?;
+        self.out.push(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'w>, CanonicalError> {
+        Ok(Compound::array(self, None))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Compound<'w>, CanonicalError> {
+        Ok(Compound::array(self, None))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'w>, CanonicalError> {
+        Ok(Compound::array(self, None))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'w>, CanonicalError> {
+        Ok(Compound::array(self, Some(variant)))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'w>, CanonicalError> {
+        Ok(Compound::object(self, None))
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'w>, CanonicalError> {
+        Ok(Compound::object(self, None))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'w>, CanonicalError> {
+        Ok(Compound::object(self, Some(variant)))
+    }
+}
+
+/// Map keys as serde_json's `Value` has them: strings, and numbers, chars and bools as text.
+struct MapKey;
+
+impl serde::Serializer for MapKey {
+    type Ok = String;
+    type Error = CanonicalError;
+    type SerializeSeq = serde::ser::Impossible<String, CanonicalError>;
+    type SerializeTuple = serde::ser::Impossible<String, CanonicalError>;
+    type SerializeTupleStruct = serde::ser::Impossible<String, CanonicalError>;
+    type SerializeTupleVariant = serde::ser::Impossible<String, CanonicalError>;
+    type SerializeMap = serde::ser::Impossible<String, CanonicalError>;
+    type SerializeStruct = serde::ser::Impossible<String, CanonicalError>;
+    type SerializeStructVariant = serde::ser::Impossible<String, CanonicalError>;
+
+    fn serialize_bool(self, v: bool) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i8(self, v: i8) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i128(self, v: i128) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u8(self, v: u8) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u128(self, v: u128) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_f32(self, _v: f32) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_f64(self, _v: f64) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_char(self, v: char) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_str(self, v: &str) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_none(self) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _v: &T) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_unit(self) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<String, CanonicalError> {
+        Ok(variant.to_string())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<String, CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStruct, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+}
+
+fn key_must_be_a_string() -> CanonicalError {
+    CanonicalError("a JSON object key must be a string".into())
 }
 
 #[cfg(test)]
@@ -288,6 +976,251 @@ mod tests {
             ),
             r#"{"format":1,"inputs":{},"kind":"fetch","params":{},"runner":1,"tools":{}}"#
         );
+    }
+
+    /// The writer's text for `value` equals `canonical_json` of its `serde_json::Value`.
+    fn same_as_value_path<T: Serialize>(value: &T) {
+        let mut w = CanonicalWriter::default();
+        w.write(value);
+        let via_value = canonical_json(&serde_json::to_value(value).expect("serializable"));
+        assert_eq!(w.as_str(), via_value);
+    }
+
+    #[test]
+    fn canonical_writer_equals_the_value_path_for_every_step_kind() {
+        use crate::step::*;
+        let machine = MachineParams {
+            firmware: "uefi",
+            secure_boot: true,
+            machine_type: "q35",
+            tpm: false,
+            disk_bus: "virtio",
+            nic: "e1000",
+        };
+        let local = OriginParams::Local {
+            path: "isos/a b.iso".into(),
+            content: "sha256:00ff".into(),
+        };
+        let all = vec![
+            StepParams::FetchSource(FetchParams {
+                origin: local.clone(),
+                checksum: None,
+            }),
+            StepParams::FetchSource(FetchParams {
+                origin: OriginParams::Url {
+                    url: "https://x/\u{e9}\"\\\n".into(),
+                },
+                checksum: Some("sha256:ab".into()),
+            }),
+            StepParams::FetchDrivers(FetchDriversParams {
+                origin: OriginParams::Glance {
+                    image: "virtio".into(),
+                    by: "name",
+                },
+                checksum: None,
+                driver_kind: "virtio-win",
+            }),
+            StepParams::CreateDisk(CreateDiskParams {
+                size_bytes: u64::MAX,
+                format: "qcow2",
+            }),
+            StepParams::AnswerMedia(AnswerMediaParams {
+                method: "kickstart",
+                answer: Some(AnswerParams::Inline {
+                    text: "a\tb\u{1}\u{1f}\u{7f}\u{2028}".into(),
+                }),
+                windows: None,
+            }),
+            StepParams::AnswerMedia(AnswerMediaParams {
+                method: "preseed",
+                answer: Some(AnswerParams::File {
+                    path: "p.cfg".into(),
+                    content: "sha256:1".into(),
+                }),
+                windows: None,
+            }),
+        ];
+        for p in &all {
+            same_as_value_path(p);
+        }
+        let seed = StepParams::CustomizeSeed(CustomizeSeedParams {
+            agent: "cloud-init",
+            actions: vec![
+                SeedAction::Packages {
+                    names: vec!["curl".into(), "z".into()],
+                },
+                SeedAction::File {
+                    path: "/etc/motd".into(),
+                    content: FileContentParams::Inline {
+                        text: "hi\n".into(),
+                    },
+                    mode: Some("0644".into()),
+                    owner: None,
+                },
+                SeedAction::File {
+                    path: "/x".into(),
+                    content: FileContentParams::Source {
+                        path: "x".into(),
+                        content: "sha256:2".into(),
+                    },
+                    mode: None,
+                    owner: Some("root:root".into()),
+                },
+                SeedAction::Run {
+                    command: "echo \"{x}\"".into(),
+                },
+                SeedAction::User {
+                    name: "u".into(),
+                    groups: vec!["a".into()],
+                    ssh_keys: vec![],
+                    password: Some("env:P".into()),
+                    admin: true,
+                    shell: None,
+                },
+                SeedAction::Plugin { name: "p.q".into() },
+            ],
+            generalize: true,
+        });
+        same_as_value_path(&seed);
+        same_as_value_path(&StepParams::Customize(CustomizeParams {
+            agent: "cloudbase-init",
+            machine: machine.clone(),
+            disk_format: "raw",
+            grow_to_bytes: Some(1 << 40),
+        }));
+        same_as_value_path(&StepParams::BootTest(BootTestParams {
+            expect: vec!["login:".into(), "".into()],
+            agent: None,
+            machine: machine.clone(),
+        }));
+        same_as_value_path(&StepParams::Convert(ConvertParams {
+            format: "qcow2",
+            compression: "zstd",
+            grow_to_bytes: None,
+        }));
+        same_as_value_path(&StepParams::Publish(PublishParams {
+            target: "glance",
+            cloud: Some("prod".into()),
+            name: "img".into(),
+            disk_format: "qcow2",
+            container_format: "bare",
+            visibility: "private",
+            min_disk_gib: Some(20),
+            min_ram_mib: None,
+            protected: false,
+            properties: BTreeMap::from([
+                ("os_type".to_string(), "linux".to_string()),
+                ("a\"b".to_string(), "".to_string()),
+                ("Z".to_string(), "\u{e9}".to_string()),
+            ]),
+            tags: vec!["b".into(), "a".into()],
+        }));
+        same_as_value_path(&machine);
+    }
+
+    #[test]
+    fn planned_descriptions_are_canonical_json_of_the_step_params() {
+        use kiln_syntax::{LoadOptions, MemoryFs};
+        let mut fs = MemoryFs::new();
+        for (name, text) in [
+            (
+                "debian.kdl",
+                include_str!("../../../tests/plan/valid/debian.kdl"),
+            ),
+            ("web.kdl", include_str!("../../../tests/plan/valid/web.kdl")),
+            (
+                "windows.kdl",
+                include_str!("../../../tests/plan/valid/windows.kdl"),
+            ),
+            (
+                "preseed.cfg",
+                include_str!("../../../tests/plan/valid/preseed.cfg"),
+            ),
+        ] {
+            fs.insert(std::path::Path::new("p").join(name), text);
+        }
+        let ws = kiln_syntax::load(&["p".into()], &LoadOptions::default(), &fs);
+        assert!(ws.is_ok(), "{}", ws.render(false));
+        let options = crate::PlanOptions {
+            tools: ToolVersions::fixed("8.2.2 \"x\""),
+            ..crate::PlanOptions::default()
+        };
+        let digests = crate::FakeDigests::new().with("preseed.cfg", "d-i");
+        let plan =
+            crate::plan(&ws.pipelines, &options, &digests).unwrap_or_else(|d| panic!("{d:?}"));
+        let kinds: std::collections::BTreeSet<_> = plan.steps().map(|s| s.kind()).collect();
+        assert!(
+            kinds.len() >= 9,
+            "the corpus covers the step kinds: {kinds:?}"
+        );
+        for step in plan.steps() {
+            let parsed: Value = serde_json::from_str(&step.description).expect("JSON");
+            assert_eq!(canonical_json(&parsed), step.description);
+            assert_eq!(
+                parsed["params"],
+                serde_json::to_value(&step.params).expect("params serialize"),
+                "{}",
+                step.id
+            );
+            assert_eq!(StepKey::of_description(&step.description), step.key);
+        }
+    }
+
+    #[test]
+    fn canonical_writer_equals_the_value_path_for_other_serde_shapes() {
+        #[derive(Serialize)]
+        enum E {
+            Unit,
+            New(u8),
+            Tuple(i32, String),
+            Struct { z: bool, a: Option<f64> },
+        }
+        #[derive(Serialize)]
+        struct S {
+            zeta: Vec<E>,
+            alpha: (u16, char),
+            #[serde(skip_serializing_if = "Option::is_none")]
+            gone: Option<u8>,
+            mid: BTreeMap<u32, i64>,
+            neg: i64,
+        }
+        same_as_value_path(&S {
+            zeta: vec![
+                E::Unit,
+                E::New(7),
+                E::Tuple(-3, "t".into()),
+                E::Struct {
+                    z: false,
+                    a: Some(1.5),
+                },
+                E::Struct { z: true, a: None },
+            ],
+            alpha: (65535, '\u{1}'),
+            gone: None,
+            mid: BTreeMap::from([(10, -1), (9, i64::MIN)]),
+            neg: i64::MIN,
+        });
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_writer_escapes_strings_as_serde_json(s in "\\PC*|[\\x00-\\x7f]*") {
+            let mut w = CanonicalWriter::default();
+            w.write(&s);
+            proptest::prop_assert_eq!(w.as_str(), serde_json::to_string(&s).expect("string"));
+        }
+
+        #[test]
+        fn canonical_writer_sorts_map_keys_as_serde_json(
+            m in proptest::collection::btree_map("[a-zA-Z_\"\\\\\u{e9}\u{1}]{0,6}", "[a-z]{0,3}", 0..8),
+            n in proptest::num::u64::ANY,
+        ) {
+            let value = (m, n);
+            let mut w = CanonicalWriter::default();
+            w.write(&value);
+            let via_value = canonical_json(&serde_json::to_value(&value).expect("serializable"));
+            proptest::prop_assert_eq!(w.as_str(), via_value);
+        }
     }
 
     #[test]
