@@ -122,8 +122,9 @@ fn describe(cloud: Option<&str>) -> String {
 }
 
 /// The help line of every "no cloud" error.
-pub const CLOUD_HELP: &str = "name a cloud with `--os-cloud NAME` (clouds.yaml) or `OS_CLOUD`, \
-     or set `OS_AUTH_URL` and friends; or build without publishing: `--no-publish`";
+pub const CLOUD_HELP: &str = "check the cloud's settings (`--os-cloud NAME` or `OS_CLOUD` with \
+     clouds.yaml + secure.yaml, or `OS_AUTH_URL` and friends), or build without publishing: \
+     `--no-publish`";
 
 /// What a publish step did: the image as Glance holds it now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
