@@ -8,6 +8,7 @@
 //! - [`graph`]: the sealed [`Plan`] (petgraph) and the deduplicating builder.
 //! - [`select`]: `--only` / `--except` selectors.
 //! - [`io`]: the traits to the outside world ([`ContentDigest`], [`CacheQuery`]) and fakes.
+//! - [`windows`]: Windows installs: the kiln-unattend image of a cell, the plan-time media check.
 //! - [`render`]: text, JSON ([`PlanJson`]), DOT and Mermaid output.
 //!
 //! No I/O happens here: file digests and cache lookups come in through [`io`]'s traits.
@@ -22,6 +23,7 @@ pub mod render;
 pub mod select;
 pub mod step;
 mod suggest;
+pub mod windows;
 
 pub use graph::{Plan, PlannedCell};
 pub use io::{CacheQuery, ContentDigest, FakeCache, FakeDigests, NoCache};

@@ -264,6 +264,8 @@ pub(crate) fn lower_cell(
                 exec: ExecInputs::default(),
             },
         );
+        let mut install_windows = None;
+        let mut install_exec = ExecInputs::default();
         let answer_ix = if install.method.value == InstallMethod::None {
             None
         } else {
@@ -286,6 +288,9 @@ pub(crate) fn lower_cell(
                 Some(Answer::Inline(t)) => Some(AnswerParams::Inline { text: cx.render(t) }),
                 None => None,
             };
+            // A Windows install runs its `customize cloudbase-init` block at first logon.
+            let cloudbase_init = crate::windows::first_logon_customize(p)
+                .map(|c| crate::windows::cloudbase_params(c, |t| cx.render(t)));
             let windows = install.windows.as_ref().map(|w| {
                 let image = match &w.image {
                     WindowsImage::Name(t) => format!("name:{}", cx.render(t)),
@@ -314,8 +319,15 @@ pub(crate) fn lower_cell(
                         .drivers
                         .as_ref()
                         .is_some_and(|d| d.kind.value == DriverKind::VirtioWin),
+                    firmware: machine.firmware,
+                    secure_boot: machine.secure_boot,
+                    tpm: machine.tpm,
+                    cloudbase_init,
                 }
             });
+            install_windows.clone_from(&windows);
+            // The install renders the secret-bearing media itself, right before it boots.
+            install_exec.secrets.clone_from(&exec.secrets);
             Some(b.add(
                 cx.owner,
                 NewStep {
@@ -339,6 +351,13 @@ pub(crate) fn lower_cell(
         if let Some(a) = answer_ix {
             inputs.push(("answer-media", a, "answer-media"));
         }
+        // cloudbase-init's MSI goes onto a Windows install's answer media.
+        if let Some(src) =
+            crate::windows::first_logon_customize(p).and_then(|c| c.installer.as_ref())
+        {
+            let msi = fetch_source(b, cx, src, "agent-installer");
+            inputs.push(("agent-installer", msi, "source"));
+        }
         let install_ix = b.add(
             cx.owner,
             NewStep {
@@ -346,6 +365,7 @@ pub(crate) fn lower_cell(
                     method: install.method.value.name(),
                     machine: machine.clone(),
                     disk_format,
+                    windows: install_windows,
                 }),
                 inputs,
                 span: install.span,
@@ -353,14 +373,18 @@ pub(crate) fn lower_cell(
                 exec: ExecInputs {
                     timeout: Some(install.timeout.value),
                     install_method: Some(install.method.value),
-                    ..ExecInputs::default()
+                    ..install_exec
                 },
             },
         );
         disk = (install_ix, "disk");
     }
 
-    if let Some(customize) = &p.customize {
+    if let Some(customize) = p
+        .customize
+        .as_ref()
+        .filter(|_| crate::windows::first_logon_customize(p).is_none())
+    {
         disk = (
             lower_customize(
                 b,

@@ -285,6 +285,25 @@ pub struct WindowsParams {
     pub admin_password: String,
     /// Whether a virtio-win ISO is attached (the answer file then lists its driver folders).
     pub virtio_drivers: bool,
+    /// `bios` (MBR layout) or `uefi` (GPT layout).
+    pub firmware: &'static str,
+    /// UEFI Secure Boot.
+    pub secure_boot: bool,
+    /// A TPM 2.0 is attached.
+    pub tpm: bool,
+    /// cloudbase-init, installed at first logon from the MSI the pipeline's
+    /// `customize cloudbase-init { installer ... }` names, configured from that block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloudbase_init: Option<CloudbaseParams>,
+}
+
+/// The `customize cloudbase-init` block of a Windows install, run at its first logon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CloudbaseParams {
+    /// Plugins (class paths), in order; empty means cloudbase-init's defaults.
+    pub plugins: Vec<String>,
+    /// PowerShell commands (`run`), in order, rendered.
+    pub commands: Vec<String>,
 }
 
 /// Params of an `answer-media` step.
@@ -309,6 +328,10 @@ pub struct InstallParams {
     pub machine: MachineParams,
     /// The working disk format.
     pub disk_format: &'static str,
+    /// Generated Windows answer media: the settings, so the install renders the secret-bearing
+    /// media itself right before it boots (they are never cached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<WindowsParams>,
 }
 
 /// A file's content in a customize step.

@@ -8,6 +8,10 @@
 //! | `autounattend` | `KILNCFG` (Windows Setup scans every removable root) | `autounattend.xml` |
 //! | `kiln-install` | `KILNCFG` (kiln's Debian fixture installer) | `kiln-install.cfg` |
 //!
+//! A generated Windows answer (`install autounattend { ... }` without a file) is rendered by
+//! kiln-unattend: this step's cached output is the render with secret placeholders, and the install
+//! step writes the real media itself (see [`super::windows_media`]).
+//!
 //! An answer given as a file is also written under its own file name, so an installer that reads
 //! a file of its own name finds it: the Debian fixture's installer reads `kiln-install.cfg` from the
 //! medium labelled `KILNCFG` (see `fixtures/debian/README.md`).
@@ -60,12 +64,18 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
                 .map(|n| n.to_string_lossy().into_owned());
             (bytes, own)
         }
-        None => {
-            return fail(format!(
-                "step `{}`: generated `{}` answer files are not supported by `kiln build` yet; give `file=` or `inline=`",
-                step.id, p.method
-            ));
-        }
+        None => match &p.windows {
+            // Generated Windows media: this cached artifact is the render with placeholders
+            // (`KILN-SECRET(admin-password)`), for inspection; the install writes the real media,
+            // secrets included, right before it boots and deletes them after.
+            Some(w) => return windows_placeholder_media(cx, w, staging),
+            None => {
+                return fail(format!(
+                    "step `{}`: `{}` needs an answer file: give `file=` or `inline=`",
+                    step.id, p.method
+                ));
+            }
+        },
     };
     let scratch = cx.scratch()?;
     let dir = scratch.join("answer");
@@ -90,6 +100,38 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     cx.log
         .line(format_args!("answer medium: label `{label}`, `{name}`"));
     build_iso(&cx.env.mkisofs, &dir, label, &out)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// The generated Windows media with placeholders instead of secrets: what the install attaches,
+/// minus the secret values and the cloudbase-init MSI.
+fn windows_placeholder_media(
+    cx: &StepCx<'_>,
+    w: &kiln_plan::step::WindowsParams,
+    staging: &mut Staging,
+) -> Result<(), RunError> {
+    let step = cx.step;
+    let image = super::windows_media::image(step, w)?;
+    let media = kiln_unattend::answer_media(&image, kiln_unattend::SecretSource::Placeholders)
+        .or_else(|e| {
+            fail(format!(
+                "step `{}`: rendering the answer media: {e}",
+                step.id
+            ))
+        })?;
+    let scratch = cx.scratch()?;
+    let dir = scratch.join("answer");
+    let _ = std::fs::remove_dir_all(&dir);
+    super::windows_media::write_files(&dir, &media.files)
+        .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    let out = staging.path("answer-media.iso");
+    cx.log.line(format_args!(
+        "answer medium (placeholders for secrets): {} files, language {}",
+        media.files.len(),
+        image.locale.ui
+    ));
+    build_iso(&cx.env.mkisofs, &dir, layout("autounattend").0, &out)?;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

@@ -2,6 +2,9 @@
 //! `hda`, drivers ISO `hdb` when declared, the answer medium after them — until the guest powers
 //! off with its success line on the serial console, within the install timeout.
 //!
+//! Generated Windows answer media are written by this step itself, with their secrets, and deleted
+//! when the install ends (see [`super::windows_media`]); the machine then has kiln-unattend's shape.
+//!
 //! Evidence (see `fixtures/debian/README.md`, "The installer protocol"): a line
 //! `KILN-INSTALL-OK` (or the tiny fixture's `KILN-TINY: INSTALL OK ...`); a line
 //! `KILN-INSTALL-FAILED: <reason>` fails the step at once. Installers of other distributions
@@ -15,13 +18,20 @@ use kiln_plan::StepParams;
 use super::create_disk::disk_format;
 use super::{RunError, StepCx, fail};
 use crate::console::Pattern;
-use crate::domain_xml::{BootFrom, Disk, DomainSpec, Media, MediaKind, OnReboot};
+use crate::domain_xml::{BootFrom, Disk, DomainSpec, Machine, Media, MediaKind, OnReboot};
 use crate::guest::{Completion, GuestSpec, Persistence, domain_name, run_guest};
 
 /// Success line of kiln's installer protocol.
 pub const INSTALL_OK: &str = r"^(KILN-INSTALL-OK|KILN-TINY: INSTALL OK\b.*)$";
 /// Failure line of kiln's installer protocol.
 pub const INSTALL_FAILED: &str = r"^(KILN-INSTALL-FAILED: .*|KILN-TINY: INSTALL FAILED.*)$";
+
+/// Success of a generated Windows install: the last first-logon step (sysprep, which then shuts
+/// the machine down) reported on `COM1`, or the fixture installer's line (kiln's Windows-shaped
+/// test installer, which reads the same media).
+pub const WINDOWS_OK: &str = r"^(KILN-INSTALL-OK|kiln: step \d+/\d+ ok: sysprep)$";
+/// Failure of a generated Windows install: a first-logon step failed (it powers off at once).
+pub const WINDOWS_FAILED: &str = r"^(KILN-INSTALL-FAILED: .*|kiln: step \d+/\d+ failed: .*)$";
 
 /// Used when the plan gives none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -32,15 +42,37 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         return fail(format!("step `{}` is not install", step.id));
     };
     let host = cx.guest_host()?;
-    let shape = cx.machine()?;
+    let mut shape = cx.machine()?;
     let scratch = cx.scratch()?;
+    // Generated Windows media: written now with the secrets, deleted when `secret_media` drops
+    // (after the guest is gone, whatever the outcome). The machine is the shape kiln-unattend
+    // gives the image (UEFI → q35 with SATA CDs, OVMF, Secure Boot vars, swtpm TPM 2.0).
+    let secret_media = match &p.windows {
+        Some(w) => {
+            let image = super::windows_media::image(step, w)?;
+            let want = kiln_unattend::machine_shape(&image);
+            shape.machine = match want.machine {
+                kiln_unattend::MachineType::Q35 => Machine::Q35,
+                kiln_unattend::MachineType::Pc => Machine::Pc,
+            };
+            shape.uefi = want.uefi.then_some(want.secure_boot);
+            shape.tpm = want.tpm;
+            Some(super::windows_media::prepare(cx, w, &scratch)?)
+        }
+        None => None,
+    };
     let blank = cx.input("disk")?;
     let format = disk_format(p.disk_format);
     let disk = staging.path(&format!("disk.{}", format.as_str()));
     super::copy_sparse(blank, &disk)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let mut extra_media = Vec::new();
-    if let Some(answer) = cx.inputs.get("answer-media") {
+    if let Some(media) = &secret_media {
+        extra_media.push(Media {
+            path: media.iso().to_owned(),
+            kind: MediaKind::Cdrom,
+        });
+    } else if let Some(answer) = cx.inputs.get("answer-media") {
         extra_media.push(Media {
             path: answer.clone(),
             kind: MediaKind::Cdrom,
@@ -71,8 +103,20 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
             },
             user_network: false,
         },
-        success: Pattern::regex(INSTALL_OK).expect("valid regex"),
-        failure: Some(Pattern::regex(INSTALL_FAILED).expect("valid regex")),
+        success: Pattern::regex(if p.windows.is_some() {
+            WINDOWS_OK
+        } else {
+            INSTALL_OK
+        })
+        .expect("valid regex"),
+        failure: Some(
+            Pattern::regex(if p.windows.is_some() {
+                WINDOWS_FAILED
+            } else {
+                INSTALL_FAILED
+            })
+            .expect("valid regex"),
+        ),
         completion: Completion::PowerOff,
         timeout: step.exec.timeout.unwrap_or(DEFAULT_TIMEOUT),
         inactivity: None,
@@ -88,7 +132,9 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         spec.timeout,
         spec.domain.serial_log.display()
     ));
-    let outcome = run_guest(host.hv.as_ref(), &spec, &cx.env.cancel)?;
+    let outcome = run_guest(host.hv.as_ref(), &spec, &cx.env.cancel);
+    drop(secret_media);
+    let outcome = outcome?;
     cx.log.line(format_args!(
         "install: success line `{}` after {:?}",
         outcome.success_line, outcome.timings.run

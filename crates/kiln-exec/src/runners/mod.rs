@@ -14,6 +14,7 @@ mod install;
 mod media;
 pub mod publish;
 mod seed;
+mod windows_media;
 
 use std::collections::BTreeMap;
 use std::fmt;

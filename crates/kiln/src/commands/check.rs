@@ -13,6 +13,9 @@ struct Report {
     files: Vec<String>,
     pipelines: Vec<JsonPipeline>,
     diagnostics: Vec<JsonDiagnostic>,
+    /// What the Windows media checks found or could not check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -25,7 +28,16 @@ struct JsonPipeline {
 
 /// Runs `kiln check`.
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> u8 {
-    let ws = super::load_pipelines(&args.pipelines);
+    let mut ws = super::load_pipelines(&args.pipelines);
+    // Windows media (drivers ISO folders, installer languages) are checked when the files are
+    // there; only pipelines that loaded cleanly get this far.
+    let mut notes = Vec::new();
+    if ws.is_ok() {
+        let report =
+            kiln_plan::windows::check_windows_media(&ws.pipelines, &super::plan::IsoInspector);
+        ws.diagnostics.extend(report.diagnostics);
+        notes = report.notes;
+    }
     let status = if ws.is_ok() {
         exit_codes::SUCCESS
     } else {
@@ -64,6 +76,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> u8 {
                     .iter()
                     .map(|d| JsonDiagnostic::new(d, &ws.sources))
                     .collect(),
+                notes,
             };
             match serde_json::to_string_pretty(&report) {
                 Ok(json) => println!("{json}"),
@@ -74,6 +87,9 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> u8 {
             }
         }
         Format::Text => {
+            for note in &notes {
+                eprintln!("note: {note}");
+            }
             print_diagnostics(&ws.diagnostics, &ws.sources, global.color);
             let files = ws.checked.len();
             if ws.is_ok() {

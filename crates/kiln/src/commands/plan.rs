@@ -3,12 +3,14 @@
 //!
 //! Also the planning front door other commands share ([`plan_pipelines`]): real tool versions
 //! (`qemu-img --version`), file digests through kiln-cache's hash memo, and the cache lookup
-//! through kiln-cache's artifact store.
+//! through kiln-cache's artifact store, and the Windows media checks (drivers ISO folders,
+//! installer ISO languages) reading local ISOs' directory trees.
 
 use std::path::Path;
 
 use kiln_cache::{Algo, ArtifactKey, ArtifactStore, CacheRoot, HashMemo, QemuImg};
 use kiln_exec::runners::publish::{preview_plan, render_preview};
+use kiln_plan::windows::{IsoTree, MediaInspector};
 use kiln_plan::{CacheQuery, ContentDigest, Plan, PlanOptions, StepKey, ToolVersions};
 use kiln_syntax::Workspace;
 
@@ -67,6 +69,42 @@ pub fn tool_versions() -> ToolVersions {
     }
 }
 
+/// Reads CD images' directory trees for the plan-time checks of Windows media (directory
+/// records only, never file contents: a multi-GB ISO is read in milliseconds).
+pub struct IsoInspector;
+
+impl MediaInspector for IsoInspector {
+    fn tree(&self, path: &Path) -> Result<Option<IsoTree>, String> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        IsoTree::open(path).map(Some).map_err(|e| {
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            msg
+        })
+    }
+}
+
+/// The Windows media checks (see `kiln_plan::windows`): prints their notes to stderr, returns
+/// their errors.
+pub fn check_media(
+    pipelines: &[kiln_syntax::Pipeline],
+    notes: bool,
+) -> Vec<kiln_syntax::Diagnostic> {
+    let report = kiln_plan::windows::check_windows_media(pipelines, &IsoInspector);
+    if notes {
+        for note in &report.notes {
+            eprintln!("note: {note}");
+        }
+    }
+    report.diagnostics
+}
+
 /// Loads and plans; prints diagnostics and returns the exit status on failure.
 pub fn plan_pipelines(
     global: &GlobalArgs,
@@ -87,12 +125,24 @@ pub fn plan_pipelines(
         except: select.except.clone(),
         tools: tool_versions(),
     };
+    let media = check_media(&ws.pipelines, true);
     match kiln_plan::plan(&ws.pipelines, &options, &digests) {
+        Ok(_) if !media.is_empty() => {
+            print_diagnostics(&media, &ws.sources, global.color);
+            eprintln!(
+                "error: {} problem{} found in the Windows media",
+                media.len(),
+                if media.len() == 1 { "" } else { "s" }
+            );
+            Err(exit_codes::INVALID_PIPELINES)
+        }
         Ok(plan) => {
             let query = StoreQuery(root.map(ArtifactStore::new));
             Ok((ws, plan, query))
         }
-        Err(diags) => {
+        Err(mut diags) => {
+            diags.extend(media);
+            kiln_syntax::diagnostic::sort(&mut diags);
             print_diagnostics(&diags, &ws.sources, global.color);
             eprintln!(
                 "error: {} problem{} found while planning",

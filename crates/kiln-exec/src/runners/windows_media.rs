@@ -1,0 +1,182 @@
+//! Generated Windows answer media (kiln-unattend): `autounattend.xml`, the sysprep answer file,
+//! cloudbase-init's configuration and the first-logon scripts, plus the fetched cloudbase-init MSI.
+//!
+//! The media holding secret values (administrator password, product key) exist only while the
+//! install runs: the install step resolves the secrets from the environment or files, renders the
+//! files into its scratch folder (folder `0700`, secret files `0600`), builds the ISO (`0600`;
+//! libvirt's dynamic ownership hands it to QEMU's user), removes the folder at once and the ISO
+//! when the install ends, however it ends. They are never committed to the artifact store; the
+//! cached `answer-media` artifact is the same render with placeholders. Logs and events name the
+//! secrets, never their values.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use kiln_plan::Step;
+use kiln_plan::step::WindowsParams;
+use kiln_unattend::{MediaFile, SecretRef, SecretSource, SecretValue, Secrets, WindowsImage};
+
+use super::media::build_iso;
+use super::{RunError, StepCx, fail};
+
+/// The kiln-unattend image of the step's cell.
+pub(crate) fn image(step: &Step, w: &WindowsParams) -> Result<WindowsImage, RunError> {
+    kiln_plan::windows::image_from_params(w).or_else(|problems| {
+        fail(format!(
+            "step `{}`: the Windows image is invalid: {}",
+            step.id,
+            problems
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })
+}
+
+/// Writes `files` under `dir` (created `0700`): secret files `0600`, the others `0644`.
+pub(crate) fn write_files(dir: &Path, files: &[MediaFile]) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("creating `{}`: {e}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod `{}`: {e}", dir.display()))?;
+    for file in files {
+        write_one(dir, &file.path, &file.contents, file.secret)?;
+    }
+    Ok(())
+}
+
+fn write_one(dir: &Path, rel: &str, contents: &[u8], secret: bool) -> Result<(), String> {
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("creating `{}`: {e}", parent.display()))?;
+    }
+    let mode = if secret { 0o600 } else { 0o644 };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&path)
+        .map_err(|e| format!("writing `{rel}`: {e}"))?;
+    f.write_all(contents)
+        .map_err(|e| format!("writing `{rel}`: {e}"))?;
+    Ok(())
+}
+
+/// The answer media of one install, with secrets: deleted when dropped.
+pub(crate) struct SecretMedia {
+    iso: PathBuf,
+}
+
+impl SecretMedia {
+    /// The ISO to attach.
+    pub(crate) fn iso(&self) -> &Path {
+        &self.iso
+    }
+}
+
+impl Drop for SecretMedia {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.iso);
+    }
+}
+
+/// Removes a folder when dropped (the rendered files, once they are in the ISO or on failure).
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Resolves the step's secrets, renders the media and builds their ISO in `scratch`.
+pub(crate) fn prepare(
+    cx: &StepCx<'_>,
+    w: &WindowsParams,
+    scratch: &Path,
+) -> Result<SecretMedia, RunError> {
+    let step = cx.step;
+    let image = image(step, w)?;
+    let mut secrets = Secrets::new();
+    for use_ in &step.exec.secrets {
+        let value = use_.reference.resolve().or_else(|e| {
+            fail(format!(
+                "step `{}`: secret `{}` ({}): {e}",
+                step.id, use_.role, use_.identity
+            ))
+        })?;
+        let name = SecretRef::new(use_.role.as_str())
+            .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+        secrets.insert(&name, SecretValue::new(value.expose()));
+    }
+    let media =
+        kiln_unattend::answer_media(&image, SecretSource::Values(&secrets)).or_else(|e| {
+            fail(format!(
+                "step `{}`: rendering the answer media: {e}",
+                step.id
+            ))
+        })?;
+    let dir = scratch.join("answer-media");
+    let _ = fs::remove_dir_all(&dir);
+    let _remove = RemoveDir(dir.clone());
+    write_files(&dir, &media.files).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    if let Some(msi_path) = &media.msi_path {
+        let Some(msi) = cx.inputs.get("agent-installer") else {
+            return fail(format!(
+                "step `{}`: cloudbase-init needs its MSI: name it in `customize cloudbase-init {{ installer \"...\" }}`",
+                step.id
+            ));
+        };
+        let to = dir.join(msi_path);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent)
+                .or_else(|e| fail(format!("creating `{}`: {e}", parent.display())))?;
+        }
+        fs::copy(msi, &to).or_else(|e| {
+            fail(format!(
+                "step `{}`: copying the cloudbase-init MSI `{}`: {e}",
+                step.id,
+                msi.display()
+            ))
+        })?;
+    }
+    let iso = scratch.join("answer-media.iso");
+    let guard = SecretMedia { iso: iso.clone() };
+    // Created 0600 before xorriso writes into it.
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&iso)
+        .or_else(|e| fail(format!("creating `{}`: {e}", iso.display())))?;
+    fs::set_permissions(&iso, fs::Permissions::from_mode(0o600))
+        .or_else(|e| fail(format!("chmod `{}`: {e}", iso.display())))?;
+    build_iso(
+        &cx.env.mkisofs,
+        &dir,
+        super::answer_media::layout("autounattend").0,
+        &iso,
+    )?;
+    cx.log.line(format_args!(
+        "answer medium: {} files ({} with secrets: {}), language {}{}; deleted after the install",
+        media.files.len(),
+        media.files.iter().filter(|f| f.secret).count(),
+        step.exec
+            .secrets
+            .iter()
+            .map(|s| format!("{} from {}", s.role, s.identity))
+            .collect::<Vec<_>>()
+            .join(", "),
+        image.locale.ui,
+        if media.msi_path.is_some() {
+            ", cloudbase-init MSI"
+        } else {
+            ""
+        }
+    ));
+    Ok(guard)
+}
