@@ -417,3 +417,97 @@ fn sigkill_during_publish_then_a_rerun_leaves_exactly_one_active_image() {
     assert_eq!(images[0].size, Some(1 << 30));
     cleanup(&glance, &name);
 }
+
+/// Uploads `path` to Glance as an `iso` image named `name`; its id.
+fn upload_iso(glance: &Glance, path: &Path, name: &str) -> String {
+    let req = kiln_glance::PublishRequest {
+        path,
+        spec: kiln_glance::ImageSpec::new(name, "iso"),
+        known: None,
+        force: true,
+        name_policy: kiln_glance::NamePolicy::SameName,
+        cancel: kiln_glance::Cancel::new(),
+    };
+    kiln_glance::publish(glance, &req).unwrap().image.id
+}
+
+fn glance_source_pipeline(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let text = format!(
+        r#"pipeline "{name}" {{
+    source "glance:{source}"
+    disk size="1GiB"
+    machine cpus=1 memory="256MiB"
+    install "none" timeout="180s"
+    output format="qcow2"
+}}
+"#
+    );
+    let path = dir.join(format!("{name}.kdl"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_glance_image_source_lands_verified_in_base_and_a_corrupt_one_leaves_nothing() {
+    let os = openstack::openstack();
+    let glance = os.glance(CLOUD);
+    let dir = workdir();
+    let iso = dir.path().join("tiny.iso");
+    let name = unique("source");
+    let id = upload_iso(&glance, &iso, &name);
+    let base = dir.path().join("cache/_base");
+
+    // By name: resolved to the one active image, fetched into `_base/sha1(<id>)`, installed from.
+    let file = glance_source_pipeline(dir.path(), &format!("{name}-by-name"), &name);
+    let out = run({
+        let mut c = kiln(
+            &os,
+            dir.path(),
+            &["build", file.to_str().unwrap(), "--json"],
+        );
+        c.args(["--os-cloud", CLOUD, "--accel", "tcg"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(0));
+    let entry = base.join(kiln_cache::source::base_name(&id));
+    assert!(entry.is_file(), "no {}", entry.display());
+    assert_eq!(
+        openstack::coreutils_digest("sha512sum", &entry),
+        openstack::coreutils_digest("sha512sum", &iso)
+    );
+    assert_eq!(summary(&out)["images"][0]["state"], "built");
+
+    // A second image whose stored bytes were changed behind Glance's back: the download no
+    // longer matches Glance's checksum / os_hash_value, the step fails, `_base` keeps nothing.
+    let bad_name = unique("corrupt");
+    let bad = upload_iso(&glance, &iso, &bad_name);
+    let stored = os.state.join("glance/images").join(&bad);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[40_000] ^= 0xff;
+    std::fs::write(&stored, bytes).unwrap();
+    let file = glance_source_pipeline(dir.path(), &bad_name, &bad);
+    let out = run({
+        let mut c = kiln(&os, dir.path(), &["build", file.to_str().unwrap()]);
+        c.args(["--os-cloud", CLOUD, "--accel", "tcg"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "mismatch for the download of glance image `{bad}`"
+        )),
+        "{err}"
+    );
+    assert!(!base.join(kiln_cache::source::base_name(&bad)).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part") || n.contains(".kiln-download-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    glance.delete(&id).unwrap();
+    glance.delete(&bad).unwrap();
+}
