@@ -341,7 +341,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn sigkill_during_publish_then_a_rerun_leaves_exactly_one_active_image() {
+fn ctrl_c_during_publish_deletes_the_image_and_after_sigkill_a_rerun_leaves_exactly_one() {
     let os = openstack::openstack();
     let glance = os.glance(CLOUD);
     let dir = workdir();
@@ -366,30 +366,31 @@ fn sigkill_during_publish_then_a_rerun_leaves_exactly_one_active_image() {
     });
     assert_eq!(built.status.code(), Some(0));
 
+    // Ctrl-C (SIGINT) in the middle of the upload: the half-made image is deleted, status 130.
     let mut child = kiln(&os, dir.path(), &["build", file_arg, "--json"])
         .args(["--os-cloud", CLOUD])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until Glance holds the half-made image (the upload is under way), then SIGKILL.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let images = openstack::images_named(&glance, &name);
-        if images
-            .iter()
-            .any(|i| matches!(i.status.as_str(), "queued" | "saving"))
-        {
-            std::thread::sleep(Duration::from_millis(300));
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "kiln ended before the upload could be killed: {images:?}"
-        );
-        assert!(Instant::now() < deadline, "the upload never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_half_made(&glance, &name, &mut child);
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let left = openstack::images_named(&glance, &name);
+    assert!(left.is_empty(), "Ctrl-C left images behind: {left:?}");
+
+    // SIGKILL in the middle of the upload: nothing can clean up; the rerun does.
+    let mut child = kiln(&os, dir.path(), &["build", file_arg, "--json"])
+        .args(["--os-cloud", CLOUD])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_half_made(&glance, &name, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
     let left = openstack::images_named(&glance, &name);
@@ -416,6 +417,27 @@ fn sigkill_during_publish_then_a_rerun_leaves_exactly_one_active_image() {
     assert_eq!(images[0].status, "active");
     assert_eq!(images[0].size, Some(1 << 30));
     cleanup(&glance, &name);
+}
+
+/// Waits until Glance holds a half-made image named `name` (an upload is under way).
+fn wait_for_half_made(glance: &Glance, name: &str, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let images = openstack::images_named(glance, name);
+        if images
+            .iter()
+            .any(|i| matches!(i.status.as_str(), "queued" | "saving"))
+        {
+            std::thread::sleep(Duration::from_millis(300));
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kiln ended before the upload could be killed: {images:?}"
+        );
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Uploads `path` to Glance as an `iso` image named `name`; its id.
