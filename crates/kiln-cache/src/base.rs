@@ -49,6 +49,18 @@ pub struct FetchRequest {
     pub convert_to_raw: bool,
     /// Who uses the entry (a pipeline name), shown by `kiln cache ls`.
     pub user: Option<String>,
+    /// Called with `(bytes written, bytes in all when known)` while a download or stream is
+    /// copied into `_base` (after every chunk: the receiver rate-limits).
+    pub progress: Option<FetchProgress>,
+}
+
+/// A fetch progress callback (see [`FetchRequest::progress`]).
+pub struct FetchProgress(pub Box<dyn Fn(u64, Option<u64>) + Send + Sync>);
+
+impl std::fmt::Debug for FetchProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FetchProgress")
+    }
 }
 
 impl FetchRequest {
@@ -59,7 +71,14 @@ impl FetchRequest {
             disk_format: None,
             convert_to_raw: false,
             user: None,
+            progress: None,
         }
+    }
+
+    /// Reports the copy's progress to `f` (`bytes written`, `bytes in all` when known).
+    pub fn progress(mut self, f: impl Fn(u64, Option<u64>) + Send + Sync + 'static) -> Self {
+        self.progress = Some(FetchProgress(Box::new(f)));
+        self
     }
 
     pub fn checksum(mut self, checksum: Checksum) -> Self {
@@ -170,6 +189,7 @@ impl BaseCache {
             disk_format,
             convert_to_raw,
             user,
+            progress,
         } = req;
         let mut algos = RECORD_ALGOS.to_vec();
         if let Some(c) = &checksum {
@@ -243,6 +263,7 @@ impl BaseCache {
             part: &part,
             converted: &converted,
             final_path: &final_path,
+            progress: progress.as_ref(),
         });
         let (size, fetched, digests, stored_format, tools) = match result {
             Ok(r) => r,
@@ -421,6 +442,7 @@ impl BaseCache {
             part,
             converted,
             final_path,
+            progress,
         } = job;
 
         let fetched = match resolved {
@@ -450,14 +472,15 @@ impl BaseCache {
                         status: resp.status().as_u16(),
                     });
                 }
-                stream_to(resp, part, algos, origin)?
+                let total = resp.content_length();
+                stream_to(resp, part, algos, origin, progress, total)?
             }
             Resolved::Stream(open) => {
                 let reader = open().map_err(|source| CacheError::Source {
                     origin: origin.to_owned(),
                     source,
                 })?;
-                stream_to(reader, part, algos, origin)?
+                stream_to(reader, part, algos, origin, progress, None)?
             }
         };
         verify(origin, checksum, &fetched)?;
@@ -531,6 +554,7 @@ struct FetchJob<'a> {
     part: &'a Path,
     converted: &'a Path,
     final_path: &'a Path,
+    progress: Option<&'a FetchProgress>,
 }
 
 /// Copies `reader` into a new file at `part`, hashing on the way; fsyncs it.
@@ -539,10 +563,17 @@ fn stream_to(
     part: &Path,
     algos: &[Algo],
     origin: &str,
+    progress: Option<&FetchProgress>,
+    total: Option<u64>,
 ) -> Result<Digests, CacheError> {
     let file = File::create(part).at(part)?;
     let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file), algos);
-    copy(&mut reader, &mut writer).map_err(|e| match e {
+    let report = |done| {
+        if let Some(p) = progress {
+            (p.0)(done, total);
+        }
+    };
+    copy(&mut reader, &mut writer, &report).map_err(|e| match e {
         CopyError::Read(source) => CacheError::Source {
             origin: origin.to_owned(),
             source,
@@ -564,7 +595,11 @@ enum CopyError {
 }
 
 /// `io::copy` that says which side failed, with a 256 KiB buffer.
-fn copy(reader: &mut impl Read, writer: &mut impl io::Write) -> Result<u64, CopyError> {
+fn copy(
+    reader: &mut impl Read,
+    writer: &mut impl io::Write,
+    report: &dyn Fn(u64),
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0;
     loop {
@@ -576,6 +611,7 @@ fn copy(reader: &mut impl Read, writer: &mut impl io::Write) -> Result<u64, Copy
         };
         writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
         total += n as u64;
+        report(total);
     }
 }
 

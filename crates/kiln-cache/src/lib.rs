@@ -23,7 +23,7 @@ pub mod root;
 pub mod source;
 
 pub use artifact::{Artifact, ArtifactKey, ArtifactRecord, ArtifactSpec, ArtifactStore, Staging};
-pub use base::{BaseCache, BaseEntry, BaseRecord, FetchRequest};
+pub use base::{BaseCache, BaseEntry, BaseRecord, FetchProgress, FetchRequest};
 pub use error::CacheError;
 pub use hash::{
     Algo, Digests, DigestsHandle, HashingReader, HashingWriter, MultiHasher, hash_file,
@@ -31,6 +31,6 @@ pub use hash::{
 pub use lock::EntryLock;
 pub use maintain::{PrunePolicy, PruneReport, list, prune, verify};
 pub use memo::{FileIdentity, HashMemo};
-pub use qemu_img::{ImageInfo, QemuImg};
+pub use qemu_img::{Compression, Convert, ImageInfo, QemuImg};
 pub use root::CacheRoot;
 pub use source::{Checksum, Source, SourceId};

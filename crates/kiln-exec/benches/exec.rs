@@ -2,6 +2,12 @@
 //! `qemu-system-x86_64` run of the same guest, both TCG, side by side; where libvirt's time goes;
 //! and 4 tiny guests in parallel against one after another.
 //!
+//! `run_guest` runs two ways, interleaved in one run: "before" is the runner as it was (a
+//! persistent domain, its state polled until libvirt reports it shut off, then destroy +
+//! undefine): the same code with lifecycle events and the local QEMU process hidden from it;
+//! "after" is what the build uses (a transient domain, woken by lifecycle events, done when the
+//! local QEMU process has exited).
+//!
 //! Repetitions: `KILN_BENCH_REPS` (default 5). Prints a table of medians and the ratios.
 
 #[path = "../tests/common/mod.rs"]
@@ -11,7 +17,43 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kiln_exec::{Cancel, GuestSpec, Persistence, Timings, run_guest};
+use kiln_exec::{
+    Cancel, DomainState, GuestSpec, Hypervisor, HypervisorError, Persistence, Timings, run_guest,
+};
+
+/// libvirt without lifecycle events or the local QEMU process: the runner polls the domain state
+/// until libvirt says "shut off", as it did before either existed.
+struct Polling<'a>(&'a kiln_exec::Libvirt);
+
+impl Hypervisor for Polling<'_> {
+    fn uri(&self) -> &str {
+        self.0.uri()
+    }
+    fn define(&self, xml: &str) -> Result<(), HypervisorError> {
+        self.0.define(xml)
+    }
+    fn create_transient(&self, xml: &str) -> Result<(), HypervisorError> {
+        self.0.create_transient(xml)
+    }
+    fn start(&self, name: &str) -> Result<(), HypervisorError> {
+        self.0.start(name)
+    }
+    fn state(&self, name: &str) -> Result<(DomainState, bool), HypervisorError> {
+        self.0.state(name)
+    }
+    fn destroy(&self, name: &str) -> Result<(), HypervisorError> {
+        self.0.destroy(name)
+    }
+    fn undefine(&self, name: &str) -> Result<(), HypervisorError> {
+        self.0.undefine(name)
+    }
+    fn screenshot(&self, name: &str, stem: &Path) -> Result<std::path::PathBuf, HypervisorError> {
+        self.0.screenshot(name, stem)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, HypervisorError> {
+        self.0.list(prefix)
+    }
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -66,7 +108,7 @@ fn plain_qemu(dir: &Path, iso: &Path, i: usize) -> Duration {
     took
 }
 
-fn libvirt_run(hv: &kiln_exec::Libvirt, spec: &GuestSpec) -> (Duration, Timings) {
+fn libvirt_run(hv: &dyn Hypervisor, spec: &GuestSpec) -> (Duration, Timings) {
     let started = Instant::now();
     let outcome = run_guest(hv, spec, &Cancel::new()).expect("tiny install");
     (started.elapsed(), outcome.timings)
@@ -92,23 +134,34 @@ fn main() {
     let run = common::run_id("bench");
 
     // Interleaved, so load from other processes hits every variant alike.
-    let (mut plain, mut persistent, mut transient) = (Vec::new(), Vec::new(), Vec::new());
-    let mut phases: Vec<Timings> = Vec::new();
+    let polling = Polling(&hv);
+    let (mut plain, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut before_phases, mut after_phases): (Vec<Timings>, Vec<Timings>) =
+        (Vec::new(), Vec::new());
     for i in 0..reps {
         plain.push(plain_qemu(dir.path(), iso, i));
-        for persistence in [Persistence::Persistent, Persistence::Transient] {
-            let step = format!("{persistence:?}{i}");
+        for (label, hv, persistence) in [
+            (
+                "before",
+                &polling as &dyn Hypervisor,
+                Persistence::Persistent,
+            ),
+            ("after", &hv as &dyn Hypervisor, Persistence::Transient),
+        ] {
+            let step = format!("{label}{i}");
             let disk = common::qcow2(dir.path(), &format!("{step}.qcow2"));
             let spec = GuestSpec {
                 persistence,
+                poll_interval: Duration::from_millis(50),
                 ..common::tiny_spec(&run, &step, dir.path(), iso, Some(&disk))
             };
-            let (took, timings) = libvirt_run(&hv, &spec);
-            if persistence == Persistence::Persistent {
-                persistent.push(took);
-                phases.push(timings);
+            let (took, timings) = libvirt_run(hv, &spec);
+            if label == "before" {
+                before.push(took);
+                before_phases.push(timings);
             } else {
-                transient.push(took);
+                after.push(took);
+                after_phases.push(timings);
             }
         }
     }
@@ -117,7 +170,10 @@ fn main() {
     let spec_n = |prefix: &str, i: usize| {
         let step = format!("{prefix}{i}");
         let disk = common::qcow2(dir.path(), &format!("{step}.qcow2"));
-        common::tiny_spec(&run, &step, dir.path(), iso, Some(&disk))
+        GuestSpec {
+            persistence: Persistence::Transient,
+            ..common::tiny_spec(&run, &step, dir.path(), iso, Some(&disk))
+        }
     };
     let seq_specs: Vec<GuestSpec> = (0..par_n).map(|i| spec_n("s", i)).collect();
     let started = Instant::now();
@@ -139,45 +195,43 @@ fn main() {
     let parallel = started.elapsed();
     common::assert_no_domains(&run);
 
-    let pick = |f: fn(&Timings) -> Duration| median(phases.iter().map(f).collect());
-    let (p, lp, lt) = (median(plain), median(persistent), median(transient));
+    let (p, lb, la) = (median(plain), median(before), median(after));
     println!("kiln-exec bench: tiny ISO install, TCG, {reps} repetitions, medians");
     println!();
-    println!("| run                                  | wall      | vs plain qemu     |");
-    println!("|--------------------------------------|-----------|-------------------|");
+    println!("| run                                          | wall      | vs plain qemu     |");
+    println!("|----------------------------------------------|-----------|-------------------|");
     println!(
-        "| plain qemu-system-x86_64             | {:>9} | 1.00x             |",
+        "| plain qemu-system-x86_64                     | {:>9} | 1.00x             |",
         ms(p)
     );
     println!(
-        "| run_guest, persistent (define+start) | {:>9} | {:17} |",
-        ms(lp),
-        ratio(lp, p)
+        "| run_guest before (persistent, state polling) | {:>9} | {:17} |",
+        ms(lb),
+        ratio(lb, p)
     );
     println!(
-        "| run_guest, transient (create)        | {:>9} | {:17} |",
-        ms(lt),
-        ratio(lt, p)
+        "| run_guest after (transient, events, QEMU exit)| {:>9} | {:17} |",
+        ms(la),
+        ratio(la, p)
     );
     println!();
-    println!("persistent run_guest phases (median):");
     println!(
-        "  define                          {}",
-        ms(pick(|t| t.define))
+        "after / before: {:.2}x ({} saved)",
+        la.as_secs_f64() / lb.as_secs_f64(),
+        ms(lb.saturating_sub(la))
     );
-    println!(
-        "  start (QEMU up, guest resumed)  {}",
-        ms(pick(|t| t.start))
-    );
-    println!("  run (start -> shut off seen)    {}", ms(pick(|t| t.run)));
-    println!(
-        "  success line -> shut off seen   {}",
-        ms(pick(|t| t.shutdown_lag))
-    );
-    println!(
-        "  teardown (destroy + undefine)   {}",
-        ms(pick(|t| t.teardown))
-    );
+    println!();
+    println!("run_guest phases (median)                  before      after");
+    let row = |name: &str, f: fn(&Timings) -> Duration| {
+        let b = median(before_phases.iter().map(f).collect());
+        let a = median(after_phases.iter().map(f).collect());
+        println!("  {name:<40} {:>9} {:>9}", ms(b), ms(a));
+    };
+    row("define", |t| t.define);
+    row("start / create (QEMU up, guest resumed)", |t| t.start);
+    row("run (guest running -> done)", |t| t.run);
+    row("success line -> done", |t| t.shutdown_lag);
+    row("teardown", |t| t.teardown);
     println!();
     println!(
         "{par_n} tiny guests: sequential {}, parallel {}, speed-up {:.2}x",

@@ -16,7 +16,7 @@ use kiln_cache::{
 };
 use kiln_plan::{Plan, Step, StepKind, StepParams};
 
-pub use events::{BuildEvent, JsonSink, PlainSink, ProgressSink, Sink};
+pub use events::{BuildEvent, JsonSink, PlainSink, Progress, ProgressSink, Sink};
 pub use summary::{ImageRow, render_summary};
 
 use crate::guest::Cancel;
@@ -615,6 +615,7 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
             run_dir: run_dir.clone(),
             cancel: opts.cancel.clone(),
             poll_interval: opts.poll_interval,
+            sink: Arc::clone(&opts.sink),
             clouds,
         },
         hosts: opts

@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::console::{Console, Pattern};
 use crate::domain_xml::{DomainSpec, DomainXmlError, domain_xml};
-use crate::hypervisor::{DomainState, Hypervisor, HypervisorError};
+use crate::hypervisor::{DomainState, Hypervisor, HypervisorError, LifecycleEvent};
 
 /// Lines of console shown in errors.
 const TAIL_LINES: usize = 20;
+
+/// How long QEMU may take to exit after the guest powered off or was destroyed, before the
+/// runner falls back to asking libvirt for the domain's state.
+const EXIT_BOUND: Duration = Duration::from_secs(10);
 
 /// Set from a SIGINT handler (or anywhere) to stop running guests; they are destroyed and the
 /// runner returns [`GuestError::Cancelled`].
@@ -316,10 +320,16 @@ impl DomainGuard<'_> {
         let undefined = self.hv.undefine(&self.name);
         destroyed.and(undefined)
     }
+
+    /// Nothing left to remove: a transient domain whose QEMU has exited.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for DomainGuard<'_> {
     fn drop(&mut self) {
+        self.hv.unwatch(&self.name);
         if self.armed {
             let _ = self.hv.destroy(&self.name);
             let _ = self.hv.undefine(&self.name);
@@ -367,6 +377,7 @@ pub fn run_guest(
     let mut timings = Timings::default();
 
     let t = Instant::now();
+    hv.watch(&name);
     let guard = DomainGuard {
         hv,
         name: name.clone(),
@@ -385,10 +396,18 @@ pub fn run_guest(
             timings.start = t.elapsed();
         }
     }
+    // On the local host the run ends when QEMU has exited (disk closed), not when libvirt has
+    // finished its bookkeeping, which waits for PID 1 to reap QEMU (see the guest-runner record).
+    let qemu = hv.local_process(&name);
+    // A transient domain whose QEMU has exited is removed by libvirt itself.
+    let vanishes = |exited: bool| exited && spec.persistence == Persistence::Transient;
 
     let started = Instant::now();
     console.reset_clock();
     let mut success_line: Option<(String, Instant)> = None;
+    // The guest powered off (event or state), and whether its local QEMU was then seen to exit.
+    let mut powered_off = false;
+    let mut qemu_exited: Option<bool> = None;
     let evidence = |console: &Console, shot: bool| {
         Box::new(Evidence {
             console_log: log.clone(),
@@ -435,7 +454,18 @@ pub fn run_guest(
         {
             timings.run = started.elapsed();
             let t = Instant::now();
-            guard.release().map_err(hv_err)?;
+            let exited = match qemu {
+                Some(q) if spec.persistence == Persistence::Transient => {
+                    hv.destroy_detached(&name);
+                    q.wait_exit(EXIT_BOUND)
+                }
+                _ => false,
+            };
+            if vanishes(exited) {
+                guard.disarm();
+            } else {
+                guard.release().map_err(hv_err)?;
+            }
             timings.teardown = t.elapsed();
             return Ok(GuestOutcome {
                 success_line: line,
@@ -444,7 +474,14 @@ pub fn run_guest(
             });
         }
 
-        let (state, _exists) = hv.state(&name).map_err(hv_err)?;
+        if powered_off && qemu_exited.is_none() {
+            qemu_exited = qemu.map(|q| q.wait_exit(EXIT_BOUND));
+        }
+        let state = if qemu_exited == Some(true) {
+            DomainState::ShutOff
+        } else {
+            hv.state(&name).map_err(hv_err)?.0
+        };
         match state {
             DomainState::ShutOff => {
                 timings.run = started.elapsed();
@@ -462,7 +499,11 @@ pub fn run_guest(
                     timings.shutdown_lag = seen.elapsed();
                 }
                 let t = Instant::now();
-                guard.release().map_err(hv_err)?;
+                if vanishes(qemu_exited == Some(true)) {
+                    guard.disarm();
+                } else {
+                    guard.release().map_err(hv_err)?;
+                }
                 timings.teardown = t.elapsed();
                 return match success_line {
                     Some((line, _)) => Ok(GuestOutcome {
@@ -487,6 +528,11 @@ pub fn run_guest(
                     evidence,
                 });
             }
+            DomainState::ShuttingDown if qemu.is_some() && qemu_exited.is_none() => {
+                // Powered off: wait for QEMU's exit right away.
+                powered_off = true;
+                continue;
+            }
             DomainState::Running | DomainState::ShuttingDown | DomainState::Unknown => {}
         }
         if started.elapsed() > spec.timeout {
@@ -510,7 +556,12 @@ pub fn run_guest(
                 evidence,
             });
         }
-        std::thread::sleep(spec.poll_interval);
+        // Sleeps `poll_interval` unless a lifecycle event arrives first.
+        for event in hv.wait_events(&name, spec.poll_interval) {
+            if matches!(event, LifecycleEvent::Shutdown | LifecycleEvent::Stopped) {
+                powered_off = true;
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! with the domain always removed), and `qemu-img` behind [`DiskTool`].
 
 pub mod build;
+mod config;
 mod console;
 mod domain_xml;
 mod guest;
@@ -16,6 +17,10 @@ mod qemu_img;
 pub mod runners;
 pub mod scheduler;
 
+pub use config::{
+    CONFIG_FILE, ConfigError, HostConfig, ProjectConfig, find_config, load_config, parse_config,
+    resolve_hosts,
+};
 pub use console::{Console, Pattern};
 pub use domain_xml::{
     BootFrom, DOMAIN_PREFIX, Disk, DiskFormat, DomainSpec, DomainType, DomainXmlError, Firmware,
@@ -29,9 +34,8 @@ pub use host::{
     Accel, AccelChoice, Capacity, Host, LOCAL_URI, PROBE_BOOT_SECTOR, PROBE_BOUND, PROBE_LINE,
     probe_kvm, resolve_accel, run_probe,
 };
-pub use hypervisor::{DomainState, Hypervisor, HypervisorError};
+pub use hypervisor::{DomainState, Hypervisor, HypervisorError, LifecycleEvent, LocalProcess};
 pub use libvirt::Libvirt;
 pub use qemu_img::{
     Compression, ConvertOptions, DiskTool, ImageInfo, QemuImg, QemuImgError, convert_args,
-    create_args, overlay_args,
 };

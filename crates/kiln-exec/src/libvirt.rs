@@ -2,12 +2,17 @@
 //!
 //! Before the first connection the process registers libvirt's default event loop and runs it on a
 //! thread, so every connection gets keepalive: a host whose link dies makes calls fail within
-//! seconds instead of hanging (see docs/decisions/libvirt-event-loop.md).
+//! seconds instead of hanging (see docs/decisions/libvirt-event-loop.md). The same loop delivers
+//! domain lifecycle events: [`Hypervisor::wait_events`] wakes the guest runner the moment a guest
+//! powers off instead of at its next poll.
 
+use std::collections::HashMap;
+use std::ffi::{CStr, c_int, c_void};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState as VirtState};
@@ -15,7 +20,7 @@ use virt::enumutil::Enum;
 use virt::error::{Error as VirtError, ErrorNumber};
 use virt::stream::Stream;
 
-use crate::hypervisor::{DomainState, Hypervisor, HypervisorError};
+use crate::hypervisor::{DomainState, Hypervisor, HypervisorError, LifecycleEvent, LocalProcess};
 
 /// Keepalive: a probe every `INTERVAL` seconds, the connection is dead after `COUNT` unanswered.
 const KEEPALIVE_INTERVAL: i32 = 5;
@@ -25,6 +30,112 @@ const KEEPALIVE_COUNT: u32 = 3;
 pub struct Libvirt {
     uri: String,
     conn: Connect,
+    /// Lifecycle events of watched domains and the callback's id; `None` when no callback could
+    /// be registered.
+    events: Option<(Arc<Events>, c_int)>,
+}
+
+impl Drop for Libvirt {
+    fn drop(&mut self) {
+        if let Some((_, id)) = self.events.take() {
+            // SAFETY: the connection is still open; `id` was returned by the registration.
+            unsafe {
+                virt::sys::virConnectDomainEventDeregisterAny(self.conn.as_ptr(), id);
+            }
+        }
+    }
+}
+
+/// Lifecycle events per watched domain name, filled by the event-loop thread.
+#[derive(Default)]
+struct Events {
+    seen: Mutex<HashMap<String, Vec<LifecycleEvent>>>,
+    arrived: Condvar,
+}
+
+impl Events {
+    fn push(&self, name: &str, event: LifecycleEvent) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = seen.get_mut(name) {
+            list.push(event);
+            self.arrived.notify_all();
+        }
+    }
+}
+
+/// Called by libvirt on the event-loop thread for every domain lifecycle event of the connection.
+unsafe extern "C" fn lifecycle_callback(
+    _conn: virt::sys::virConnectPtr,
+    dom: virt::sys::virDomainPtr,
+    event: c_int,
+    _detail: c_int,
+    opaque: *mut c_void,
+) -> c_int {
+    // SAFETY: `opaque` is the `Arc<Events>` leaked in `register_events`, freed only by
+    // `free_events` after libvirt stops calling this callback.
+    let events = unsafe { &*opaque.cast::<Events>() };
+    // SAFETY: libvirt passes a valid domain for the duration of the call; the name it returns
+    // belongs to the domain object.
+    let name = unsafe { virt::sys::virDomainGetName(dom) };
+    if name.is_null() {
+        return 0;
+    }
+    // SAFETY: non-null, NUL-terminated, valid while `dom` is.
+    let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+    let event = match u32::try_from(event).unwrap_or(u32::MAX) {
+        virt::sys::VIR_DOMAIN_EVENT_SHUTDOWN => LifecycleEvent::Shutdown,
+        virt::sys::VIR_DOMAIN_EVENT_STOPPED => LifecycleEvent::Stopped,
+        virt::sys::VIR_DOMAIN_EVENT_SUSPENDED => LifecycleEvent::Suspended,
+        virt::sys::VIR_DOMAIN_EVENT_CRASHED => LifecycleEvent::Crashed,
+        _ => LifecycleEvent::Other,
+    };
+    events.push(&name, event);
+    0
+}
+
+unsafe extern "C" fn free_events(opaque: *mut c_void) {
+    // SAFETY: the pointer came from `Arc::into_raw` in `register_events`; libvirt calls this once.
+    drop(unsafe { Arc::from_raw(opaque.cast::<Events>().cast_const()) });
+}
+
+/// Registers the lifecycle callback on `conn` (needs the event loop).
+fn register_events(conn: &Connect) -> Option<(Arc<Events>, c_int)> {
+    let events = Arc::new(Events::default());
+    let opaque = Arc::into_raw(Arc::clone(&events))
+        .cast_mut()
+        .cast::<c_void>();
+    type Lifecycle = unsafe extern "C" fn(
+        virt::sys::virConnectPtr,
+        virt::sys::virDomainPtr,
+        c_int,
+        c_int,
+        *mut c_void,
+    ) -> c_int;
+    type Generic =
+        unsafe extern "C" fn(virt::sys::virConnectPtr, virt::sys::virDomainPtr, *mut c_void);
+    // SAFETY: libvirt calls a generic callback with the signature of the event id it was
+    // registered for (`VIR_DOMAIN_EVENT_CALLBACK` in C does the same cast).
+    let generic = unsafe { std::mem::transmute::<Lifecycle, Generic>(lifecycle_callback) };
+    // SAFETY: `conn` is open; `opaque` stays valid until libvirt calls `free_events`.
+    let id = unsafe {
+        virt::sys::virConnectDomainEventRegisterAny(
+            conn.as_ptr(),
+            std::ptr::null_mut(),
+            c_int::try_from(virt::sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE).unwrap_or(0),
+            Some(generic),
+            opaque,
+            Some(free_events),
+        )
+    };
+    if id < 0 {
+        // SAFETY: not registered, so libvirt will not free it.
+        unsafe { free_events(opaque) };
+        return None;
+    }
+    Some((events, id))
 }
 
 impl std::fmt::Debug for Libvirt {
@@ -65,13 +176,16 @@ impl Libvirt {
     pub fn connect(uri: &str) -> Result<Self, HypervisorError> {
         let event_loop = init_process();
         let conn = Connect::open(Some(uri)).map_err(|e| err(uri, "connect", &e))?;
+        let mut events = None;
         if event_loop {
             // Local unix-socket connections refuse keepalive on some versions; that's harmless.
             let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+            events = register_events(&conn);
         }
         Ok(Self {
             uri: uri.to_owned(),
             conn,
+            events,
         })
     }
 
@@ -206,6 +320,85 @@ impl Hypervisor for Libvirt {
         }
         stream.finish().map_err(|e| err(&self.uri, &op, &e))?;
         Ok(path)
+    }
+
+    fn watch(&self, name: &str) -> bool {
+        let Some((events, _)) = &self.events else {
+            return false;
+        };
+        events
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), Vec::new());
+        true
+    }
+
+    fn wait_events(&self, name: &str, timeout: Duration) -> Vec<LifecycleEvent> {
+        let Some((events, _)) = &self.events else {
+            std::thread::sleep(timeout);
+            return Vec::new();
+        };
+        let deadline = Instant::now() + timeout;
+        let mut seen = events
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            match seen.get_mut(name) {
+                Some(list) if !list.is_empty() => return std::mem::take(list),
+                Some(_) => {}
+                None => {
+                    drop(seen);
+                    std::thread::sleep(timeout);
+                    return Vec::new();
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Vec::new();
+            }
+            seen = events
+                .arrived
+                .wait_timeout(seen, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn unwatch(&self, name: &str) {
+        if let Some((events, _)) = &self.events {
+            events
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(name);
+        }
+    }
+
+    fn local_process(&self, name: &str) -> Option<LocalProcess> {
+        if self.uri != crate::host::LOCAL_URI {
+            return None;
+        }
+        let pid = std::fs::read_to_string(format!("/run/libvirt/qemu/{name}.pid")).ok()?;
+        LocalProcess::of_pid(pid.trim().parse().ok()?)
+    }
+
+    fn destroy_detached(&self, name: &str) {
+        let lv = Libvirt {
+            uri: self.uri.clone(),
+            conn: self.conn.clone(),
+            events: None,
+        };
+        let owned = name.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("libvirt-destroy".into())
+            .spawn(move || {
+                let _ = lv.destroy(&owned);
+            });
+        if spawned.is_err() {
+            let _ = self.destroy(name);
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, HypervisorError> {

@@ -1,21 +1,12 @@
-//! Disk images through `qemu-img`, behind the [`DiskTool`] trait: create, overlays, convert, info,
-//! and the tool's version for step keys.
+//! Disk images behind the [`DiskTool`] trait: create, overlays, convert (with progress), info,
+//! and the tool's version for step keys. The one `qemu-img` runner is kiln-cache's
+//! [`kiln_cache::QemuImg`]; this is a layer typed with [`DiskFormat`].
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use serde::Deserialize;
+pub use kiln_cache::{Compression, ImageInfo};
 
 use crate::domain_xml::DiskFormat;
-
-/// Compression for qcow2 output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
-    /// qcow2's default deflate: readable by every qemu.
-    Zlib,
-    /// zstd (qcow2 `compression_type=zstd`, qemu ≥ 5.1): several times faster to write.
-    Zstd,
-}
 
 /// Options of [`DiskTool::convert`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,28 +32,6 @@ impl Default for ConvertOptions {
     }
 }
 
-/// Facts from `qemu-img info --output=json`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ImageInfo {
-    /// Format name (`qcow2`, `raw`, ...).
-    pub format: String,
-    /// Guest-visible size in bytes.
-    pub virtual_size: u64,
-    /// Bytes used on the host.
-    #[serde(default)]
-    pub actual_size: Option<u64>,
-    /// The backing file, for overlays.
-    #[serde(default)]
-    pub backing_filename: Option<String>,
-    /// The backing file's format.
-    #[serde(default)]
-    pub backing_filename_format: Option<String>,
-    /// Set when the image was not closed cleanly (lazy refcounts).
-    #[serde(default)]
-    pub dirty_flag: Option<bool>,
-}
-
 /// A failed `qemu-img` run.
 #[derive(Debug, thiserror::Error)]
 pub enum QemuImgError {
@@ -81,7 +50,7 @@ pub enum QemuImgError {
         /// The command line.
         command: String,
         /// Exit status.
-        status: std::process::ExitStatus,
+        status: String,
         /// What it printed on stderr.
         stderr: String,
     },
@@ -93,6 +62,30 @@ pub enum QemuImgError {
         /// What was wrong.
         detail: String,
     },
+}
+
+impl From<kiln_cache::CacheError> for QemuImgError {
+    fn from(e: kiln_cache::CacheError) -> Self {
+        match e {
+            kiln_cache::CacheError::Spawn { program, source } => Self::Spawn { program, source },
+            kiln_cache::CacheError::Tool {
+                command,
+                status,
+                stderr,
+            } => Self::Failed {
+                command,
+                status,
+                stderr,
+            },
+            kiln_cache::CacheError::ToolOutput { command, detail } => {
+                Self::Output { command, detail }
+            }
+            other => Self::Output {
+                command: "qemu-img".into(),
+                detail: other.to_string(),
+            },
+        }
+    }
 }
 
 /// Disk image operations.
@@ -130,6 +123,21 @@ pub trait DiskTool: Send + Sync {
         src_format: Option<DiskFormat>,
         dest: &Path,
         opts: &ConvertOptions,
+    ) -> Result<(), QemuImgError> {
+        self.convert_with_progress(src, src_format, dest, opts, &mut |_| {})
+    }
+
+    /// [`DiskTool::convert`], calling `progress` with the fraction done (0.0–1.0).
+    ///
+    /// # Errors
+    /// The tool failed.
+    fn convert_with_progress(
+        &self,
+        src: &Path,
+        src_format: Option<DiskFormat>,
+        dest: &Path,
+        opts: &ConvertOptions,
+        progress: &mut dyn FnMut(f64),
     ) -> Result<(), QemuImgError>;
 
     /// Facts about an image.
@@ -139,83 +147,29 @@ pub trait DiskTool: Send + Sync {
     fn info(&self, path: &Path) -> Result<ImageInfo, QemuImgError>;
 }
 
-/// The real `qemu-img`.
-#[derive(Debug, Clone)]
-pub struct QemuImg {
-    program: PathBuf,
-}
-
-impl Default for QemuImg {
-    fn default() -> Self {
-        Self {
-            program: PathBuf::from("qemu-img"),
-        }
-    }
-}
+/// The real `qemu-img` (kiln-cache's runner: children die with kiln).
+#[derive(Debug, Clone, Default)]
+pub struct QemuImg(kiln_cache::QemuImg);
 
 impl QemuImg {
     /// `qemu-img` at a given path.
     #[must_use]
-    pub fn at(program: impl Into<PathBuf>) -> Self {
-        Self {
-            program: program.into(),
-        }
-    }
-
-    fn run(&self, args: &[String]) -> Result<String, QemuImgError> {
-        let command = format!("{} {}", self.program.display(), args.join(" "));
-        let out = Command::new(&self.program)
-            .args(args)
-            .output()
-            .map_err(|source| QemuImgError::Spawn {
-                program: self.program.display().to_string(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(QemuImgError::Failed {
-                command,
-                status: out.status,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-        String::from_utf8(out.stdout).map_err(|_| QemuImgError::Output {
-            command,
-            detail: "not UTF-8".into(),
-        })
+    pub fn at(program: impl Into<std::path::PathBuf>) -> Self {
+        Self(kiln_cache::QemuImg::new(program))
     }
 }
 
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
-
-/// `qemu-img create` arguments.
-#[must_use]
-pub fn create_args(path: &Path, format: DiskFormat, size: u64) -> Vec<String> {
-    vec![
-        "create".into(),
-        "-q".into(),
-        "-f".into(),
-        format.as_str().into(),
-        p(path),
-        size.to_string(),
-    ]
-}
-
-/// `qemu-img create` arguments for an overlay.
-#[must_use]
-pub fn overlay_args(path: &Path, backing: &Path, backing_format: DiskFormat) -> Vec<String> {
-    vec![
-        "create".into(),
-        "-q".into(),
-        "-f".into(),
-        "qcow2".into(),
-        "-b".into(),
-        p(backing),
-        "-F".into(),
-        backing_format.as_str().into(),
-        p(path),
-    ]
+fn convert_how(
+    src_format: Option<DiskFormat>,
+    opts: &ConvertOptions,
+) -> kiln_cache::Convert<'static> {
+    kiln_cache::Convert {
+        src_format: src_format.map(DiskFormat::as_str),
+        format: opts.format.as_str(),
+        compression: opts.compression,
+        coroutines: opts.coroutines,
+        out_of_order: opts.out_of_order,
+    }
 }
 
 /// `qemu-img convert` arguments.
@@ -226,43 +180,24 @@ pub fn convert_args(
     dest: &Path,
     opts: &ConvertOptions,
 ) -> Vec<String> {
-    let mut args: Vec<String> = vec!["convert".into()];
-    if let Some(f) = src_format {
-        args.extend(["-f".into(), f.as_str().into()]);
-    }
-    args.extend(["-O".into(), opts.format.as_str().into()]);
-    if opts.format == DiskFormat::Qcow2 {
-        match opts.compression {
-            Some(Compression::Zstd) => {
-                args.extend(["-c".into(), "-o".into(), "compression_type=zstd".into()])
-            }
-            Some(Compression::Zlib) => args.push("-c".into()),
-            None => {}
-        }
-    }
-    args.extend(["-m".into(), opts.coroutines.clamp(1, 16).to_string()]);
-    if opts.out_of_order {
-        args.push("-W".into());
-    }
-    args.extend([p(src), p(dest)]);
-    args
+    convert_how(src_format, opts).args(src, dest)
 }
 
 impl DiskTool for QemuImg {
     fn version(&self) -> Result<String, QemuImgError> {
-        let out = self.run(&["--version".into()])?;
-        out.lines()
-            .next()
-            .filter(|l| l.starts_with("qemu-img version "))
-            .map(str::to_owned)
-            .ok_or_else(|| QemuImgError::Output {
+        let line = self.0.version()?;
+        if line.starts_with("qemu-img version ") {
+            Ok(line)
+        } else {
+            Err(QemuImgError::Output {
                 command: "qemu-img --version".into(),
-                detail: out.clone(),
+                detail: line,
             })
+        }
     }
 
     fn create(&self, path: &Path, format: DiskFormat, size: u64) -> Result<(), QemuImgError> {
-        self.run(&create_args(path, format, size)).map(drop)
+        Ok(self.0.create(path, format.as_str(), size)?)
     }
 
     fn create_overlay(
@@ -271,28 +206,26 @@ impl DiskTool for QemuImg {
         backing: &Path,
         backing_format: DiskFormat,
     ) -> Result<(), QemuImgError> {
-        self.run(&overlay_args(path, backing, backing_format))
-            .map(drop)
+        Ok(self
+            .0
+            .create_overlay(backing, backing_format.as_str(), path, None)?)
     }
 
-    fn convert(
+    fn convert_with_progress(
         &self,
         src: &Path,
         src_format: Option<DiskFormat>,
         dest: &Path,
         opts: &ConvertOptions,
+        progress: &mut dyn FnMut(f64),
     ) -> Result<(), QemuImgError> {
-        self.run(&convert_args(src, src_format, dest, opts))
-            .map(drop)
+        Ok(self
+            .0
+            .convert(src, dest, &convert_how(src_format, opts), Some(progress))?)
     }
 
     fn info(&self, path: &Path) -> Result<ImageInfo, QemuImgError> {
-        let args = vec!["info".into(), "--output=json".into(), "-U".into(), p(path)];
-        let out = self.run(&args)?;
-        serde_json::from_str(&out).map_err(|e| QemuImgError::Output {
-            command: format!("qemu-img {}", args.join(" ")),
-            detail: e.to_string(),
-        })
+        Ok(self.0.info(path)?)
     }
 }
 
@@ -328,16 +261,5 @@ mod tests {
             convert_args(Path::new("/a"), None, Path::new("/b"), &raw).join(" "),
             "convert -O raw -m 1 /a /b"
         );
-    }
-
-    #[test]
-    fn parses_overlay_info() {
-        let json = r#"{"virtual-size": 16777216, "filename": "/t/o.qcow2", "cluster-size": 65536,
-            "format": "qcow2", "actual-size": 200704, "backing-filename": "/t/base.raw",
-            "backing-filename-format": "raw", "dirty-flag": false}"#;
-        let info: ImageInfo = serde_json::from_str(json).unwrap();
-        assert_eq!(info.virtual_size, 16_777_216);
-        assert_eq!(info.backing_filename.as_deref(), Some("/t/base.raw"));
-        assert_eq!(info.backing_filename_format.as_deref(), Some("raw"));
     }
 }

@@ -19,12 +19,24 @@ fn probe_reaches_long_mode_under_tcg() {
 
 /// Probe domains of this process with the given accelerator suffix (tests share a process under
 /// `cargo test`, so each checks its own).
+/// A transient probe domain whose QEMU has exited vanishes once libvirt has processed its exit
+/// (see `common::assert_no_domains`): wait up to 15 s.
 fn assert_no_probe_domains(suffix: &str) {
-    let left: Vec<String> = leftover_domains(&format!("probe{}.", std::process::id()))
-        .into_iter()
-        .filter(|n| n.ends_with(suffix))
-        .collect();
-    assert!(left.is_empty(), "probe domains left behind: {left:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left: Vec<String> = leftover_domains(&format!("probe{}.", std::process::id()))
+            .into_iter()
+            .filter(|n| n.ends_with(suffix))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probe domains left behind: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 // `Auto` is decided by the probe, once per host per process, and agrees with reality: a nested

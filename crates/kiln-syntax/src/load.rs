@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use kdl::KdlDocument;
 
@@ -160,11 +161,72 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions, fs: &dyn FileSystem) -> Wo
     let mut loader = Loader::new(options, fs);
     let (files, mut diags) = collect_files(paths, fs);
     loader.diags.append(&mut diags);
-    for file in files {
-        loader.top_level(&file);
+    // Read the given files in order, parse them on every core (parsing is most of the work of
+    // loading), then decode them one after another in the same order as before.
+    let mut seen = std::collections::HashSet::new();
+    let texts: Vec<Option<io::Result<String>>> = files
+        .iter()
+        .map(|f| seen.insert(normalize(f)).then(|| fs.read_to_string(f)))
+        .collect();
+    let mut parsed = parse_all(
+        texts
+            .iter()
+            .map(|t| t.as_ref().and_then(|r| r.as_ref().ok()).map(String::as_str))
+            .collect(),
+    );
+    for ((file, text), doc) in files.iter().zip(texts).zip(parsed.iter_mut()) {
+        loader.top_level(file, text.map(|t| t.map(|t| (t, doc.take()))));
     }
     loader.finish()
 }
+
+/// A file's parse: the document, or kdl's error.
+type Parsed = Result<KdlDocument, kdl::KdlError>;
+
+/// Parses `texts` (`None` entries are skipped) on up to [`std::thread::available_parallelism`]
+/// threads; results in input order.
+fn parse_all(texts: Vec<Option<&str>>) -> Vec<Option<Parsed>> {
+    let work = texts.iter().filter(|t| t.is_some()).count();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(work / PARSES_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return texts.iter().map(|t| t.map(KdlDocument::parse)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let texts = &texts;
+    let next = &next;
+    let mut out: Vec<Option<Parsed>> = (0..texts.len()).map(|_| None).collect();
+    let chunks: Vec<Vec<(usize, Parsed)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(slot) = texts.get(i) else { break };
+                        if let Some(text) = slot {
+                            done.push((i, KdlDocument::parse(text)));
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    for (i, parsed) in chunks.into_iter().flatten() {
+        out[i] = Some(parsed);
+    }
+    out
+}
+
+/// Below this many files per thread, threads cost more than they save.
+const PARSES_PER_THREAD: usize = 8;
 
 /// Expands directories into the `*.kdl` files below them (sorted, hidden entries skipped); files
 /// are kept as given. Problems (unreadable or empty directories) come back as diagnostics.
@@ -207,7 +269,7 @@ pub fn load_text(
 ) -> Workspace {
     let mut loader = Loader::new(options, fs);
     let path = path.into();
-    let id = loader.add(&path, text.to_string());
+    let id = loader.add(&path, text.to_string(), None);
     loader.checked.push(id);
     loader.decode_top(id);
     loader.finish()
@@ -239,7 +301,8 @@ struct Loader<'a> {
     fs: &'a dyn FileSystem,
     sources: SourceMap,
     by_path: HashMap<PathBuf, FileId>,
-    docs: Vec<Option<KdlDocument>>,
+    /// Parsed files by id (shared, so decoding borrows them without copying).
+    docs: Vec<Option<Arc<KdlDocument>>>,
     /// A fragment file's own body (decoded once), `None` when the file is not a usable fragment.
     fragments: HashMap<FileId, Option<Body>>,
     checked: Vec<FileId>,
@@ -262,12 +325,14 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn add(&mut self, path: &Path, text: String) -> FileId {
+    /// Registers a file; `parsed` is its parse when already done, else it is parsed here.
+    fn add(&mut self, path: &Path, text: String, parsed: Option<Parsed>) -> FileId {
         let id = self.sources.add(path.to_path_buf(), text);
         self.by_path.insert(normalize(path), id);
         let text = self.sources.get(id).text().clone();
-        let doc = match text.parse::<KdlDocument>() {
-            Ok(doc) => Some(doc),
+        let parsed = parsed.unwrap_or_else(|| KdlDocument::parse(&text));
+        let doc = match parsed {
+            Ok(doc) => Some(Arc::new(doc)),
             Err(err) => {
                 self.diags.extend(kdl_errors::map(id, &text, &err));
                 None
@@ -277,16 +342,19 @@ impl<'a> Loader<'a> {
         id
     }
 
-    fn top_level(&mut self, path: &Path) {
+    /// Loads a given file; `read` is its text (and parse) when read ahead, `None` when it was
+    /// seen already.
+    fn top_level(&mut self, path: &Path, read: Option<io::Result<(String, Option<Parsed>)>>) {
         if let Some(&id) = self.by_path.get(&normalize(path)) {
             if !self.checked.contains(&id) {
                 self.checked.push(id);
             }
             return;
         }
-        match self.fs.read_to_string(path) {
-            Ok(text) => {
-                let id = self.add(path, text);
+        let read = read.unwrap_or_else(|| self.fs.read_to_string(path).map(|t| (t, None)));
+        match read {
+            Ok((text, parsed)) => {
+                let id = self.add(path, text, parsed);
                 self.checked.push(id);
                 self.decode_top(id);
             }
@@ -419,7 +487,7 @@ impl<'a> Loader<'a> {
             let id = match self.by_path.get(&target) {
                 Some(&id) => Some(id),
                 None => match self.fs.read_to_string(&path.resolved) {
-                    Ok(text) => Some(self.add(&target, text)),
+                    Ok(text) => Some(self.add(&target, text, None)),
                     Err(e) => {
                         self.diags.push(
                             Diagnostic::new(

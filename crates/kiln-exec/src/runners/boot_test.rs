@@ -9,11 +9,12 @@ use kiln_cache::Staging;
 use kiln_plan::StepParams;
 
 use super::customize::overlay;
+use super::guest_step::GuestStep;
 use super::media::build_iso;
 use super::{RunError, StepCx, fail, nonce};
 use crate::console::Pattern;
-use crate::domain_xml::{BootFrom, Disk, DiskFormat, DomainSpec, Media, MediaKind, OnReboot};
-use crate::guest::{Completion, GuestSpec, Persistence, domain_name, run_guest};
+use crate::domain_xml::{BootFrom, Disk, DiskFormat, Media, MediaKind};
+use crate::guest::Completion;
 
 /// Used when the plan gives none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -23,9 +24,8 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let StepParams::BootTest(p) = &step.params else {
         return fail(format!("step `{}` is not boot-test", step.id));
     };
-    let host = cx.guest_host()?;
-    let shape = cx.machine()?;
-    let scratch = cx.scratch()?;
+    let guest = GuestStep::prepare(cx)?;
+    let scratch = guest.scratch.clone();
     let image = cx.input("image")?;
     let disk = scratch.join("boot-test.qcow2");
     let _ = std::fs::remove_file(&disk);
@@ -48,50 +48,27 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let seed = scratch.join("seed.iso");
     build_iso(&cx.env.mkisofs, &seed_dir, "cidata", &seed)?;
 
-    let console_log = cx
-        .env
-        .run_dir
-        .join(format!("{}.console.log", cx.file_stem()));
-    let spec = GuestSpec {
-        step: step.id.to_string(),
-        domain: DomainSpec {
-            name: domain_name(&cx.env.run_id, step.id.as_str()),
-            domain_type: host.domain_type,
-            machine: shape.machine,
-            firmware: shape.firmware(&scratch),
-            tpm: shape.tpm,
-            vcpus: shape.vcpus,
-            memory_mib: shape.memory_mib,
-            root_disk: Some(Disk {
-                path: disk,
-                format: DiskFormat::Qcow2,
-            }),
-            installer_iso: None,
-            drivers_iso: None,
-            extra_media: vec![Media {
-                path: seed,
-                kind: MediaKind::Cdrom,
-            }],
-            serial_log: console_log.clone(),
-            boot: BootFrom::Disk,
-            on_reboot: OnReboot::Destroy,
-            user_network: false,
+    let console_log = guest.console_log();
+    let domain = guest.domain(
+        Disk {
+            path: disk,
+            format: DiskFormat::Qcow2,
         },
-        success: Pattern::substring(proof.clone()),
-        failure: None,
-        completion: Completion::SuccessLine,
-        timeout: step.exec.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        inactivity: None,
-        persistence: Persistence::Persistent,
-        poll_interval: cx.env.poll_interval,
-    };
-    cx.log.line(format_args!(
-        "boot-test: domain `{}`, nonce `{nonce}`, console `{}`",
-        spec.domain.name,
-        console_log.display()
-    ));
-    let outcome = run_guest(host.hv.as_ref(), &spec, &cx.env.cancel)?;
-    let _ = std::fs::remove_dir_all(&scratch);
+        BootFrom::Disk,
+        vec![Media {
+            path: seed,
+            kind: MediaKind::Cdrom,
+        }],
+    );
+    let spec = guest.guest(
+        domain,
+        Pattern::substring(proof.clone()),
+        None,
+        Completion::SuccessLine,
+        DEFAULT_TIMEOUT,
+    );
+    cx.log.line(format_args!("boot-test: nonce `{nonce}`"));
+    let outcome = guest.run(&spec)?;
     let missing: Vec<&String> = p
         .expect
         .iter()
@@ -112,10 +89,6 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
             tail.join("\n  | ")
         ));
     }
-    cx.log.line(format_args!(
-        "boot-test: proof seen after {:?}",
-        outcome.timings.run
-    ));
     std::fs::write(staging.path("console-log.txt"), &outcome.console)
         .or_else(|e| fail(format!("step `{}`: {e}", step.id)))
 }

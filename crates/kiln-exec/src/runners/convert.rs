@@ -35,9 +35,22 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         p.format,
         p.compression
     ));
+    // Progress in guest bytes: qemu-img reports the fraction of the source's virtual size done.
+    let total = cx.env.qemu_img.info(src).ok().map(|i| i.virtual_size);
+    let progress = cx.progress();
     cx.env
         .qemu_img
-        .convert(src, None, &dest, &opts)
+        .convert_with_progress(src, None, &dest, &opts, &mut |fraction| {
+            if let Some(t) = total {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss,
+                    reason = "a byte count from a fraction"
+                )]
+                progress.update((fraction * t as f64) as u64, Some(t));
+            }
+        })
         .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     if let Some(size) = p.grow_to_bytes {
         resize(&dest, size).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;

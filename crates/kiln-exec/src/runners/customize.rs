@@ -7,11 +7,12 @@ use std::time::Duration;
 use kiln_cache::Staging;
 use kiln_plan::StepParams;
 
+use super::guest_step::GuestStep;
 use super::seed::{CUSTOMIZE_FAILED, CUSTOMIZE_OK};
 use super::{RunError, StepCx, fail};
 use crate::console::Pattern;
-use crate::domain_xml::{BootFrom, Disk, DiskFormat, DomainSpec, Media, MediaKind, OnReboot};
-use crate::guest::{Completion, GuestSpec, Persistence, domain_name, run_guest};
+use crate::domain_xml::{BootFrom, Disk, DiskFormat, Media, MediaKind};
+use crate::guest::Completion;
 use crate::qemu_img::DiskTool as _;
 
 /// Used when the plan gives none.
@@ -22,59 +23,32 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let StepParams::Customize(p) = &step.params else {
         return fail(format!("step `{}` is not customize", step.id));
     };
-    let host = cx.guest_host()?;
-    let shape = cx.machine()?;
-    let scratch = cx.scratch()?;
+    let guest = GuestStep::prepare(cx)?;
     let base = cx.input("disk")?;
     let disk = staging.path("disk.qcow2");
     overlay(cx, base, &disk, p.grow_to_bytes)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
-    let stem = cx.file_stem();
-    let spec = GuestSpec {
-        step: step.id.to_string(),
-        domain: DomainSpec {
-            name: domain_name(&cx.env.run_id, step.id.as_str()),
-            domain_type: host.domain_type,
-            machine: shape.machine,
-            firmware: shape.firmware(&scratch),
-            tpm: shape.tpm,
-            vcpus: shape.vcpus,
-            memory_mib: shape.memory_mib,
-            root_disk: Some(Disk {
-                path: disk,
-                format: DiskFormat::Qcow2,
-            }),
-            installer_iso: None,
-            drivers_iso: None,
-            extra_media: vec![Media {
-                path: cx.input("seed")?.to_owned(),
-                kind: MediaKind::Cdrom,
-            }],
-            serial_log: cx.env.run_dir.join(format!("{stem}.console.log")),
-            boot: BootFrom::Disk,
-            on_reboot: OnReboot::Destroy,
-            user_network: false,
+    let domain = guest.domain(
+        Disk {
+            path: disk,
+            format: DiskFormat::Qcow2,
         },
-        success: Pattern::regex(CUSTOMIZE_OK).expect("valid regex"),
-        failure: Some(Pattern::regex(CUSTOMIZE_FAILED).expect("valid regex")),
-        completion: Completion::PowerOff,
-        timeout: step.exec.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        inactivity: None,
-        persistence: Persistence::Persistent,
-        poll_interval: cx.env.poll_interval,
-    };
-    cx.log.line(format_args!(
-        "customize: domain `{}`, overlay on `{}`, console `{}`",
-        spec.domain.name,
-        base.display(),
-        spec.domain.serial_log.display()
-    ));
-    let outcome = run_guest(host.hv.as_ref(), &spec, &cx.env.cancel)?;
-    cx.log.line(format_args!(
-        "customize: `{}` after {:?}",
-        outcome.success_line, outcome.timings.run
-    ));
-    let _ = std::fs::remove_dir_all(&scratch);
+        BootFrom::Disk,
+        vec![Media {
+            path: cx.input("seed")?.to_owned(),
+            kind: MediaKind::Cdrom,
+        }],
+    );
+    let spec = guest.guest(
+        domain,
+        Pattern::regex(CUSTOMIZE_OK).expect("valid regex"),
+        Some(Pattern::regex(CUSTOMIZE_FAILED).expect("valid regex")),
+        Completion::PowerOff,
+        DEFAULT_TIMEOUT,
+    );
+    cx.log
+        .line(format_args!("customize: overlay on `{}`", base.display()));
+    guest.run(&spec)?;
     Ok(())
 }
 

@@ -38,6 +38,8 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     if let Some(owner) = step.owners.first() {
         req = req.user(owner.image.clone());
     }
+    let progress = cx.progress();
+    req = req.progress(move |done, total| progress.update(done, total));
     cx.log.line(format_args!("fetching {origin:?} into _base"));
     let entry = cx.env.base.ensure(req).or_else(|e| {
         if cx.env.cancel.is_cancelled() {

@@ -94,9 +94,22 @@ pub fn leftover_domains(run: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that no domain of `run` remains. A transient domain whose QEMU has exited is removed
+/// by libvirt itself once PID 1 has reaped QEMU (up to ~2 s on these machines, see
+/// docs/decisions/guest-runner.md), so this waits up to 15 s for that.
 pub fn assert_no_domains(run: &str) {
-    let left = leftover_domains(run);
-    assert!(left.is_empty(), "domains left behind: {left:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = leftover_domains(run);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "domains left behind: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub fn qcow2(dir: &Path, name: &str) -> PathBuf {

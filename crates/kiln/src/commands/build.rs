@@ -21,12 +21,19 @@ pub struct BuildArgs {
     /// be able to reach it, so not under /root).
     #[command(flatten)]
     pub select: SelectArgs,
-    /// A libvirt host to run guests on (repeatable); default the local `qemu:///system`.
+    /// A libvirt host to run guests on (repeatable). Replaces the project file's host list for
+    /// this run; a URI the file configures keeps its accel and capacity. Default: the file's
+    /// hosts, else the local `qemu:///system`.
     #[arg(long = "host", value_name = "URI")]
     pub hosts: Vec<String>,
-    /// Accelerator: `auto` boots a probe under KVM and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
-    pub accel: AccelArg,
+    /// The project file with the hosts (default: `kiln.kdl` in the first pipeline path's folder
+    /// or the nearest folder above it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Accelerator of every host, overriding the project file (`auto` boots a probe under KVM
+    /// and falls back to TCG). Default: the file's, else `auto`.
+    #[arg(long, value_enum)]
+    pub accel: Option<AccelArg>,
     /// One JSON event per line on stdout (and a final `summary` object) instead of progress.
     #[arg(long)]
     pub json: bool,
@@ -52,6 +59,47 @@ pub enum AccelArg {
     Tcg,
 }
 
+/// The hosts from `--host`, `--config` / `kiln.kdl` and `--accel` (see docs/build.md, "Hosts").
+fn hosts(global: &GlobalArgs, args: &BuildArgs) -> Result<Vec<Host>, u8> {
+    let path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None => args
+            .pipelines
+            .paths
+            .first()
+            .and_then(|p| kiln_exec::find_config(p)),
+    };
+    let config = match path.as_deref().map(kiln_exec::load_config).transpose() {
+        Ok(c) => c,
+        Err(e @ kiln_exec::ConfigError::Io { .. }) => {
+            eprintln!("error: {e}");
+            return Err(exit_codes::IO_ERROR);
+        }
+        Err(e) => {
+            eprint!("{}", e.render(crate::output::use_color(global.color)));
+            return Err(exit_codes::INVALID_PIPELINES);
+        }
+    };
+    let accel = args.accel.map(|a| match a {
+        AccelArg::Auto => Accel::Auto,
+        AccelArg::Kvm => Accel::Kvm,
+        AccelArg::Tcg => Accel::Tcg,
+    });
+    kiln_exec::resolve_hosts(config.as_ref(), &args.hosts, accel, |uri| {
+        if uri == kiln_exec::LOCAL_URI {
+            return Ok(Host::local().capacity);
+        }
+        let lv = kiln_exec::Libvirt::connect(uri).map_err(|e| e.to_string())?;
+        Host::from_libvirt(&lv, Accel::Auto)
+            .map(|h| h.capacity)
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|(uri, why)| {
+        eprintln!("error: host `{uri}`: {why}");
+        exit_codes::IO_ERROR
+    })
+}
+
 /// Runs `kiln build`.
 pub fn run(global: &GlobalArgs, args: &BuildArgs) -> u8 {
     match run_inner(global, args) {
@@ -73,23 +121,9 @@ fn run_inner(global: &GlobalArgs, args: &BuildArgs) -> Result<u8, Box<dyn std::e
         return Err("no cache folder: give `--cache-dir` or set `KILN_CACHE_DIR`".into());
     };
     let mut opts = BuildOptions::new(root.path());
-    let accel = match args.accel {
-        AccelArg::Auto => Accel::Auto,
-        AccelArg::Kvm => Accel::Kvm,
-        AccelArg::Tcg => Accel::Tcg,
-    };
-    opts.hosts = if args.hosts.is_empty() {
-        vec![Host {
-            accel,
-            ..Host::local()
-        }]
-    } else {
-        let mut hosts = Vec::new();
-        for uri in &args.hosts {
-            let lv = kiln_exec::Libvirt::connect(uri)?;
-            hosts.push(Host::from_libvirt(&lv, accel)?);
-        }
-        hosts
+    opts.hosts = match hosts(global, args) {
+        Ok(h) => h,
+        Err(status) => return Ok(status),
     };
     opts.sink = super::publish::sink(args.json);
     opts.publish = (!args.no_publish).then(|| args.cloud.settings(args.force_publish, false));
