@@ -216,6 +216,8 @@ pub(crate) fn lower_cell(
         .unwrap_or("qcow2");
     // The disk the next VM step boots, as (node, artifact).
     let mut disk: (NodeIndex, &'static str);
+    // A generated Windows install's settings: its image also gives the Glance properties.
+    let mut cell_windows: Option<WindowsParams> = None;
     // Derived images may grow the parent's disk; the first step touching the disk does it.
     let mut grow_to: Option<u64> = None;
 
@@ -365,7 +367,7 @@ pub(crate) fn lower_cell(
                     method: install.method.value.name(),
                     machine: machine.clone(),
                     disk_format,
-                    windows: install_windows,
+                    windows: install_windows.clone(),
                 }),
                 inputs,
                 span: install.span,
@@ -378,6 +380,7 @@ pub(crate) fn lower_cell(
             },
         );
         disk = (install_ix, "disk");
+        cell_windows = install_windows;
     }
 
     if let Some(customize) = p
@@ -443,6 +446,17 @@ pub(crate) fn lower_cell(
         for prop in &publish.properties {
             let value = cx.render(&prop.value);
             properties.insert(prop.key.value.clone(), value);
+        }
+        // Windows images: what Nova needs to boot them as they were installed (machine type,
+        // firmware, Secure Boot, TPM, buses), `os_type`/`os_distro`/`os_language`/`os_admin_user`;
+        // the pipeline's own properties win.
+        if let Some(image) = cell_windows
+            .as_ref()
+            .and_then(|w| crate::windows::image_from_params(w).ok())
+        {
+            for (key, value) in kiln_unattend::glance_properties(&image) {
+                properties.entry(key).or_insert(value);
+            }
         }
         let mut tags = cx.render_all(&publish.tags);
         tags.sort();

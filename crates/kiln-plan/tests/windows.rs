@@ -177,3 +177,26 @@ fn windows_installs_fold_cloudbase_init_into_the_install_and_key_secrets_by_refe
         2
     );
 }
+
+#[test]
+fn windows_publish_steps_get_the_images_glance_properties_and_keep_the_pipelines_own() {
+    let ws = common::load_corpus(&["windows.kdl"]);
+    let plan = plan_ok(&ws);
+    let publish = plan
+        .steps()
+        .find(|s| s.id.as_str() == "ws2022-ja-JP/publish")
+        .expect("publish step");
+    let StepParams::Publish(p) = &publish.params else {
+        panic!("not a publish step");
+    };
+    let get = |k: &str| p.properties.get(k).map(String::as_str);
+    assert_eq!(get("os_language"), Some("ja-JP"));
+    assert_eq!(get("os_distro"), Some("windows"));
+    assert_eq!(get("os_admin_user"), Some("Admin"));
+    // The corpus pipeline is UEFI + TPM on q35.
+    assert_eq!(get("hw_machine_type"), Some("q35"));
+    assert_eq!(get("hw_tpm_version"), Some("2.0"));
+    assert_eq!(get("hw_firmware_type"), Some("uefi"));
+    // Written by the pipeline itself.
+    assert_eq!(get("os_type"), Some("windows"));
+}
