@@ -10,6 +10,7 @@ mod convert;
 mod create_disk;
 mod customize;
 mod fetch;
+mod guest_step;
 mod install;
 mod media;
 pub mod publish;
@@ -93,6 +94,8 @@ pub struct Env {
     pub cancel: Cancel,
     /// How often guests are looked at.
     pub poll_interval: Duration,
+    /// Where build events go (transfer progress).
+    pub sink: Arc<dyn crate::build::Sink>,
     /// Clouds for publish steps and Glance sources; `None` with `--no-publish`.
     pub clouds: Option<Arc<publish::Clouds>>,
 }
@@ -135,6 +138,13 @@ impl StepCx<'_> {
             .and_then(|()| make_reachable(&dir))
             .or_else(|e| fail(format!("creating `{}`: {e}", dir.display())))?;
         Ok(dir)
+    }
+
+    /// Progress of this step's transfer (fetch, convert, publish): bytes, total and rate reach
+    /// the terminal, plain and JSON views at a modest rate.
+    #[must_use]
+    pub fn progress(&self) -> crate::build::Progress {
+        crate::build::Progress::new(self.step.id.to_string(), Arc::clone(&self.env.sink))
     }
 
     /// The host of a guest step.
