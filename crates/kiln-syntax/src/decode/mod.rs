@@ -2,6 +2,7 @@
 //! includes and the checks that need a whole pipeline.
 
 pub(crate) mod body;
+pub(crate) mod fast_kdl;
 pub(crate) mod kdl_errors;
 pub(crate) mod pipeline;
 pub(crate) mod reader;
