@@ -114,6 +114,60 @@ fn libvirt_run(hv: &dyn Hypervisor, spec: &GuestSpec) -> (Duration, Timings) {
     (started.elapsed(), outcome.timings)
 }
 
+struct Quiet;
+
+impl kiln_exec::build::Sink for Quiet {
+    fn event(&self, _event: &kiln_exec::build::BuildEvent) {}
+}
+
+/// A cold `kiln build` (library) of the tiny ISO pipeline: fetch (hash the ISO), create the disk,
+/// install, convert; `cache` must not exist yet.
+fn kiln_build(dir: &Path, cache: &Path, run: &str) -> Duration {
+    let file = dir.join("tiny-pipeline.kdl");
+    if !file.exists() {
+        std::fs::write(
+            &file,
+            "pipeline \"tiny\" {\n    source \"tiny.iso\"\n    disk size=\"1GiB\"\n    machine cpus=1 memory=\"64MiB\"\n    install \"none\" timeout=\"120s\"\n    output format=\"qcow2\"\n}\n",
+        )
+        .unwrap();
+    }
+    let started = Instant::now();
+    let ws = kiln_syntax::load(
+        &[file],
+        &kiln_syntax::LoadOptions::default(),
+        &kiln_syntax::RealFs,
+    );
+    assert!(ws.is_ok(), "{}", ws.render(false));
+    let root = kiln_cache::CacheRoot::new(cache);
+    let options = kiln_plan::PlanOptions {
+        tools: kiln_plan::ToolVersions::fixed("bench"),
+        ..kiln_plan::PlanOptions::default()
+    };
+    let plan = kiln_plan::plan(
+        &ws.pipelines,
+        &options,
+        &kiln_exec::build::MemoDigests::new(&root),
+    )
+    .unwrap();
+    let mut opts = kiln_exec::build::BuildOptions::new(cache);
+    opts.run_id = run.to_owned();
+    opts.hosts = vec![kiln_exec::Host {
+        uri: kiln_exec::LOCAL_URI.into(),
+        accel: kiln_exec::Accel::Tcg,
+        capacity: kiln_exec::Capacity {
+            guests: 1,
+            vcpus: 1,
+            memory_mib: 1024,
+        },
+    }];
+    opts.sink = std::sync::Arc::new(Quiet);
+    opts.publish = None;
+    let r = kiln_exec::build::build(&plan, &opts).unwrap();
+    assert_eq!(r.exit_code(), 0, "{:?}", r.failures());
+    assert_eq!(r.guests_run, 1);
+    started.elapsed()
+}
+
 fn ratio(x: Duration, base: Duration) -> String {
     format!(
         "{:.2}x (+{})",
@@ -136,10 +190,16 @@ fn main() {
     // Interleaved, so load from other processes hits every variant alike.
     let polling = Polling(&hv);
     let (mut plain, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    let mut builds = Vec::new();
     let (mut before_phases, mut after_phases): (Vec<Timings>, Vec<Timings>) =
         (Vec::new(), Vec::new());
     for i in 0..reps {
         plain.push(plain_qemu(dir.path(), iso, i));
+        builds.push(kiln_build(
+            dir.path(),
+            &dir.path().join(format!("cache{i}")),
+            &format!("{run}-build{i}"),
+        ));
         for (label, hv, persistence) in [
             (
                 "before",
@@ -195,7 +255,7 @@ fn main() {
     let parallel = started.elapsed();
     common::assert_no_domains(&run);
 
-    let (p, lb, la) = (median(plain), median(before), median(after));
+    let (p, lb, la, kb) = (median(plain), median(before), median(after), median(builds));
     println!("kiln-exec bench: tiny ISO install, TCG, {reps} repetitions, medians");
     println!();
     println!("| run                                          | wall      | vs plain qemu     |");
@@ -213,6 +273,11 @@ fn main() {
         "| run_guest after (transient, events, QEMU exit)| {:>9} | {:17} |",
         ms(la),
         ratio(la, p)
+    );
+    println!(
+        "| kiln build, cold (fetch, disk, install, convert)| {:>9} | {:17} |",
+        ms(kb),
+        ratio(kb, p)
     );
     println!();
     println!(
