@@ -16,10 +16,11 @@ use kiln_cache::Staging;
 use kiln_plan::StepParams;
 
 use super::create_disk::disk_format;
+use super::guest_step::GuestStep;
 use super::{RunError, StepCx, fail};
 use crate::console::Pattern;
-use crate::domain_xml::{BootFrom, Disk, DomainSpec, Machine, Media, MediaKind, OnReboot};
-use crate::guest::{Completion, GuestSpec, Persistence, domain_name, run_guest};
+use crate::domain_xml::{BootFrom, Disk, Machine, Media, MediaKind, OnReboot};
+use crate::guest::Completion;
 
 /// Success line of kiln's installer protocol.
 pub const INSTALL_OK: &str = r"^(KILN-INSTALL-OK|KILN-TINY: INSTALL OK\b.*)$";
@@ -41,9 +42,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let StepParams::Install(p) = &step.params else {
         return fail(format!("step `{}` is not install", step.id));
     };
-    let host = cx.guest_host()?;
-    let mut shape = cx.machine()?;
-    let scratch = cx.scratch()?;
+    let mut guest = GuestStep::prepare(cx)?;
     // Generated Windows media: written now with the secrets, deleted when `secret_media` drops
     // (after the guest is gone, whatever the outcome). The machine is the shape kiln-unattend
     // gives the image (UEFI → q35 with SATA CDs, OVMF, Secure Boot vars, swtpm TPM 2.0).
@@ -51,13 +50,13 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         Some(w) => {
             let image = super::windows_media::image(step, w)?;
             let want = kiln_unattend::machine_shape(&image);
-            shape.machine = match want.machine {
+            guest.shape.machine = match want.machine {
                 kiln_unattend::MachineType::Q35 => Machine::Q35,
                 kiln_unattend::MachineType::Pc => Machine::Pc,
             };
-            shape.uefi = want.uefi.then_some(want.secure_boot);
-            shape.tpm = want.tpm;
-            Some(super::windows_media::prepare(cx, w, &scratch)?)
+            guest.shape.uefi = want.uefi.then_some(want.secure_boot);
+            guest.shape.tpm = want.tpm;
+            Some(super::windows_media::prepare(cx, w, &guest.scratch)?)
         }
         None => None,
     };
@@ -78,67 +77,27 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
             kind: MediaKind::Cdrom,
         });
     }
-    let stem = cx.file_stem();
-    let spec = GuestSpec {
-        step: step.id.to_string(),
-        domain: DomainSpec {
-            name: domain_name(&cx.env.run_id, step.id.as_str()),
-            domain_type: host.domain_type,
-            machine: shape.machine,
-            firmware: shape.firmware(&scratch),
-            tpm: shape.tpm,
-            vcpus: shape.vcpus,
-            memory_mib: shape.memory_mib,
-            root_disk: Some(Disk { path: disk, format }),
-            installer_iso: Some(cx.input("source")?.to_owned()),
-            drivers_iso: cx.inputs.get("drivers").cloned(),
-            extra_media,
-            serial_log: cx.env.run_dir.join(format!("{stem}.console.log")),
-            boot: BootFrom::Cdrom,
-            // Windows Setup reboots on purpose; everything else must not.
-            on_reboot: if p.method == "autounattend" {
-                OnReboot::Restart
-            } else {
-                OnReboot::Destroy
-            },
-            user_network: false,
-        },
-        success: Pattern::regex(if p.windows.is_some() {
-            WINDOWS_OK
-        } else {
-            INSTALL_OK
-        })
-        .expect("valid regex"),
-        failure: Some(
-            Pattern::regex(if p.windows.is_some() {
-                WINDOWS_FAILED
-            } else {
-                INSTALL_FAILED
-            })
-            .expect("valid regex"),
-        ),
-        completion: Completion::PowerOff,
-        timeout: step.exec.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        inactivity: None,
-        persistence: Persistence::Persistent,
-        poll_interval: cx.env.poll_interval,
+    let mut domain = guest.domain(Disk { path: disk, format }, BootFrom::Cdrom, extra_media);
+    domain.installer_iso = Some(cx.input("source")?.to_owned());
+    domain.drivers_iso = cx.inputs.get("drivers").cloned();
+    // Windows Setup reboots on purpose; everything else must not.
+    if p.method == "autounattend" {
+        domain.on_reboot = OnReboot::Restart;
+    }
+    let (success, failure) = if p.windows.is_some() {
+        (WINDOWS_OK, WINDOWS_FAILED)
+    } else {
+        (INSTALL_OK, INSTALL_FAILED)
     };
-    cx.log.line(format_args!(
-        "install: domain `{}` ({:?}), {} vCPUs, {} MiB, timeout {:?}, console `{}`",
-        spec.domain.name,
-        host.domain_type,
-        spec.domain.vcpus,
-        spec.domain.memory_mib,
-        spec.timeout,
-        spec.domain.serial_log.display()
-    ));
-    let outcome = run_guest(host.hv.as_ref(), &spec, &cx.env.cancel);
+    let spec = guest.guest(
+        domain,
+        Pattern::regex(success).expect("valid regex"),
+        Some(Pattern::regex(failure).expect("valid regex")),
+        Completion::PowerOff,
+        DEFAULT_TIMEOUT,
+    );
+    let outcome = guest.run(&spec);
     drop(secret_media);
-    let outcome = outcome?;
-    cx.log.line(format_args!(
-        "install: success line `{}` after {:?}",
-        outcome.success_line, outcome.timings.run
-    ));
-    let _ = std::fs::remove_dir_all(&scratch);
+    outcome?;
     Ok(())
 }
