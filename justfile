@@ -61,7 +61,7 @@ bench-exec: setup
     cargo bench --locked -p kiln-exec --bench exec
     cargo bench --locked -p kiln-exec --bench build
 
-# Benchmark hashing (release): one pass md5+sha512+sha256 vs coreutils, memo re-hash, peak RSS.
+# Benchmark hashing (release): each digest vs coreutils, one pass md5+sha512+sha256 vs coreutils, memo re-hash, peak RSS.
 bench-cache: setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -77,8 +77,16 @@ bench-cache: setup
     srv=""
     trap 'if [ -n "$srv" ]; then kill "$srv"; fi; rm -rf "$root"' EXIT
     rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident/ {printf "%.1f MiB\n", $2/1024}'; }
-    echo "== one pass vs coreutils, 1 GiB in page cache"
-    "$bench" compare "$dir/1g.bin" 3
+    [ -s "$dir/256m.bin" ] || head -c 256M "$dir/1g.bin" > "$dir/256m.bin"
+    # Under sched_autogroup every session gets one share of the CPU however many threads it runs, so on a
+    # loaded machine wall time measures the neighbours. The comparisons run in their own session with that
+    # session's nice at KILN_BENCH_NICE (default -15): coreutils and kiln alike, side by side.
+    nice="${KILN_BENCH_NICE:--15}"
+    own() { setsid --wait bash -c 'echo "$0" > /proc/self/autogroup 2>/dev/null || echo "(autogroup nice not set)" >&2; exec "$@"' "$nice" "$@"; }
+    echo "== each digest alone: kiln's engine vs RustCrypto vs coreutils, 256 MiB (autogroup nice $nice)"
+    own "$bench" engines "$dir/256m.bin"
+    echo "== one pass vs coreutils, 1 GiB in page cache (autogroup nice $nice)"
+    own "$bench" compare "$dir/1g.bin" 3
     echo "== hash memo, 4 GiB"
     "$bench" memo "$root" "$dir/4g.bin"
     echo "== peak RSS hashing 4 GiB (md5+sha256+sha512): $(rss "$probe" hash "$dir/4g.bin")"

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! bench_cache compare <file> [rounds]   one-pass md5+sha512+sha256 vs `md5sum` vs `md5sum && sha512sum`
+//! bench_cache engines <file>           each digest alone: kiln's engine, RustCrypto's crate, coreutils
 //! bench_cache memo <cache root> <file>  time of hashing an unchanged file again through the memo
 //! bench_cache serve <file>              serve <file> over HTTP on 127.0.0.1 (prints the URL)
 //! ```
@@ -11,7 +12,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kiln_cache::{Algo, CacheRoot, HashMemo, hash_file};
+use kiln_cache::{Algo, CacheRoot, HashMemo, MultiHasher, hash_file};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -19,10 +20,11 @@ fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("compare") => compare(&args[1], args.get(2).map_or(Ok(3), |r| r.parse())?),
+        Some("engines") => engines(&args[1]),
         Some("memo") => memo(&args[1], &args[2]),
         Some("serve") => serve(&args[1]),
         _ => Err(
-            "usage: bench_cache compare <file> [rounds] | memo <root> <file> | serve <file>".into(),
+            "usage: bench_cache compare <file> [rounds] | engines <file> | memo <root> <file> | serve <file>".into(),
         ),
     }
 }
@@ -155,6 +157,64 @@ fn compare(file: &str, rounds: usize) -> Result<(), Error> {
             "  idle {cores}-core estimate from CPU times: kiln md5+sha512+sha256 {t3:.2} s = {:.2}x md5sum, {:.2}x md5sum && sha512sum",
             s(md5.cpu) / t3,
             s(pair.cpu) / t3
+        );
+    }
+    Ok(())
+}
+
+/// A one-shot digest to lowercase hex.
+type HexDigest = fn(&[u8]) -> String;
+
+/// CPU time of `f` on this thread, and its result.
+fn thread_cpu<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let now = || {
+        // SAFETY: `timespec` is plain data and clock_gettime fills it.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer to a `timespec`.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    };
+    let t0 = now();
+    let out = f();
+    (now() - t0, out)
+}
+
+/// Each digest alone over the file's bytes held in memory (CPU time on one thread, best of 3, interleaved):
+/// the engine kiln uses vs RustCrypto's crate, and the coreutils tool over the file in page cache.
+fn engines(file: &str) -> Result<(), Error> {
+    use sha2::Digest;
+    let data = std::fs::read(file)?;
+    let mib = data.len() as f64 / (1 << 20) as f64;
+    let rust: [(Algo, HexDigest); 4] = [
+        (Algo::Md5, |d| hex::encode(md5::Md5::digest(d))),
+        (Algo::Sha1, |d| hex::encode(sha1::Sha1::digest(d))),
+        (Algo::Sha256, |d| hex::encode(sha2::Sha256::digest(d))),
+        (Algo::Sha512, |d| hex::encode(sha2::Sha512::digest(d))),
+    ];
+    println!(
+        "{file} ({mib:.0} MiB in memory), CPU time on one thread, best of 3 interleaved rounds"
+    );
+    for (algo, rust_digest) in rust {
+        let (mut k, mut r, mut tool) = (Duration::MAX, Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            let (t, kd) = thread_cpu(|| {
+                let mut h = MultiHasher::new(&[algo]);
+                h.update(&data);
+                h.finish()
+            });
+            k = k.min(t);
+            let (t, rd) = thread_cpu(|| rust_digest(&data));
+            r = r.min(t);
+            assert_eq!(kd.get(algo), Some(rd.as_str()), "{algo}");
+            tool = tool.min(shell(&format!("{algo}sum \"$1\""), file)?.cpu);
+        }
+        let rate = |d: Duration| mib / d.as_secs_f64();
+        println!(
+            "  {:<7} kiln {:>5.0} MiB/s   RustCrypto {:>5.0} MiB/s   {algo}sum {:>5.0} MiB/s (cpu incl. read)",
+            algo.name(),
+            rate(k),
+            rate(r),
+            rate(tool)
         );
     }
     Ok(())
