@@ -313,6 +313,19 @@ fn two_pipelines_build_in_parallel_on_one_host() {
         })
         .count();
     assert_eq!((starts, starts_before), (2, 2), "{events:#?}");
+    // Each convert reported its progress, ending with all of the disk's virtual size done.
+    for (image, size) in [("par-a", 1u64 << 30), ("par-b", 2 << 30)] {
+        let last = events
+            .iter()
+            .filter_map(|e| match e {
+                BuildEvent::Progress {
+                    step, done, total, ..
+                } if step.starts_with(image) && step.ends_with("convert") => Some((*done, *total)),
+                _ => None,
+            })
+            .last();
+        assert_eq!(last, Some((size, Some(size))), "{events:#?}");
+    }
 }
 
 /// Keeps every event, in order.
