@@ -317,13 +317,14 @@ fn two_pipelines_build_in_parallel_on_one_host() {
     for (image, size) in [("par-a", 1u64 << 30), ("par-b", 2 << 30)] {
         let last = events
             .iter()
+            .rev()
             .filter_map(|e| match e {
                 BuildEvent::Progress {
                     step, done, total, ..
                 } if step.starts_with(image) && step.ends_with("convert") => Some((*done, *total)),
                 _ => None,
             })
-            .last();
+            .next();
         assert_eq!(last, Some((size, Some(size))), "{events:#?}");
     }
 }
