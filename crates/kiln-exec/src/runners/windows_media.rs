@@ -180,3 +180,45 @@ pub(crate) fn prepare(
     ));
     Ok(guard)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_0600_others_0644_in_a_0700_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("media");
+        let files = [
+            MediaFile {
+                path: "autounattend.xml".into(),
+                contents: b"<unattend/>".to_vec(),
+                secret: true,
+            },
+            MediaFile {
+                path: "kiln/kiln-media.txt".into(),
+                contents: b"marker".to_vec(),
+                secret: false,
+            },
+        ];
+        write_files(&dir, &files).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("autounattend.xml")), 0o600);
+        assert_eq!(mode(&dir.join("kiln/kiln-media.txt")), 0o644);
+        assert_eq!(fs::read(dir.join("kiln/kiln-media.txt")).unwrap(), b"marker");
+    }
+
+    #[test]
+    fn secret_media_are_deleted_when_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let iso = tmp.path().join("answer-media.iso");
+        fs::write(&iso, "iso").unwrap();
+        drop(SecretMedia { iso: iso.clone() });
+        assert!(!iso.exists());
+        let dir = tmp.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        drop(RemoveDir(dir.clone()));
+        assert!(!dir.exists());
+    }
+}
