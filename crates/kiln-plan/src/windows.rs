@@ -448,6 +448,27 @@ fn check_pipeline(
             ),
         );
     }
+    if let Some(c) = first_logon_customize(p) {
+        for step in &c.steps {
+            let what = match &step.kind {
+                m::StepKind::File(_) => "file",
+                m::StepKind::User(_) => "user",
+                m::StepKind::Packages(_) => "package",
+                m::StepKind::Run(_) | m::StepKind::Plugin(_) => continue,
+            };
+            report.diagnostics.push(
+                Diagnostic::new(
+                    "unsupported-windows-customize-step",
+                    step.span,
+                    format!("a Windows install cannot run `{what}` steps at first logon"),
+                )
+                .label(format!("`{what}` step"))
+                .help(
+                    "kiln runs `customize cloudbase-init` at the install's first logon: its `plugin` lines configure cloudbase-init and its `run` lines (PowerShell) run before sysprep; write this step as a `run` command",
+                ),
+            );
+        }
+    }
     if let Some(test) = &p.boot_test {
         report.diagnostics.push(
             Diagnostic::new(

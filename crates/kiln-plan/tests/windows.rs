@@ -200,3 +200,35 @@ fn windows_publish_steps_get_the_images_glance_properties_and_keep_the_pipelines
     // Written by the pipeline itself.
     assert_eq!(get("os_type"), Some("windows"));
 }
+
+#[test]
+fn windows_only_steps_the_first_logon_can_run_and_no_boot_test() {
+    let text = PIPELINE
+        .replace(
+            r#"run "Write-Output {language}""#,
+            r#"run "Write-Output {language}"
+        file "C:\\kiln.txt" content="x""#,
+        )
+        .replace(
+            "    customize cloudbase-init {",
+            "    boot-test timeout=\"10m\"\n    customize cloudbase-init {",
+        )
+        .replace(
+            r#"        installer "cbi.msi" checksum="sha256:2222222222222222222222222222222222222222222222222222222222222222"
+"#,
+            "",
+        );
+    let ws = load_at("p", &[("ws.kdl", text)]);
+    let r = check_windows_media(&ws.pipelines, &NoMedia);
+    let codes: Vec<&str> = r.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        [
+            "windows-boot-test",
+            "missing-cloudbase-init-installer",
+            "unsupported-windows-customize-step"
+        ],
+        "{}",
+        kiln_syntax::render_text(&r.diagnostics, &ws.sources, false)
+    );
+}
