@@ -49,13 +49,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let secret_media = match &p.windows {
         Some(w) => {
             let image = super::windows_media::image(step, w)?;
-            let want = kiln_unattend::machine_shape(&image);
-            guest.shape.machine = match want.machine {
-                kiln_unattend::MachineType::Q35 => Machine::Q35,
-                kiln_unattend::MachineType::Pc => Machine::Pc,
-            };
-            guest.shape.uefi = want.uefi.then_some(want.secure_boot);
-            guest.shape.tpm = want.tpm;
+            windows_shape(&mut guest.shape, &image);
             Some(super::windows_media::prepare(cx, w, &guest.scratch)?)
         }
         None => None,
@@ -100,4 +94,78 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     drop(secret_media);
     outcome?;
     Ok(())
+}
+
+/// The machine kiln-unattend gives a Windows image (machine type, firmware, Secure Boot, TPM), over
+/// what the pipeline's `machine` node says; size (vCPUs, memory) stays the pipeline's.
+fn windows_shape(shape: &mut super::VmShape, image: &kiln_unattend::WindowsImage) {
+    let want = kiln_unattend::machine_shape(image);
+    shape.machine = match want.machine {
+        kiln_unattend::MachineType::Q35 => Machine::Q35,
+        kiln_unattend::MachineType::Pc => Machine::Pc,
+    };
+    shape.uefi = want.uefi.then_some(want.secure_boot);
+    shape.tpm = want.tpm;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain_xml::Firmware;
+
+    fn image(version: &'static str, firmware: &'static str) -> kiln_unattend::WindowsImage {
+        let p = kiln_plan::step::WindowsParams {
+            version,
+            arch: "amd64",
+            image: "index:1".into(),
+            language: "de-DE".into(),
+            timezone: "UTC".into(),
+            computer_name: "*".into(),
+            product_key: None,
+            admin_password: "env:PW".into(),
+            virtio_drivers: true,
+            firmware,
+            secure_boot: firmware == "uefi",
+            tpm: firmware == "uefi",
+            cloudbase_init: None,
+        };
+        kiln_plan::windows::image_from_params(&p).expect("valid image")
+    }
+
+    fn pc_bios() -> super::super::VmShape {
+        super::super::VmShape {
+            machine: Machine::Pc,
+            uefi: None,
+            tpm: false,
+            vcpus: 2,
+            memory_mib: 4096,
+        }
+    }
+
+    #[test]
+    fn windows_11_installs_on_q35_with_secure_boot_ovmf_and_a_tpm() {
+        let mut shape = pc_bios();
+        windows_shape(&mut shape, &image("11", "uefi"));
+        assert_eq!(shape.machine, Machine::Q35);
+        assert_eq!(shape.uefi, Some(true));
+        assert!(shape.tpm);
+        assert_eq!((shape.vcpus, shape.memory_mib), (2, 4096));
+        assert!(matches!(
+            shape.firmware(std::path::Path::new("/s")),
+            Firmware::Uefi {
+                secure_boot: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bios_server_installs_on_pc_whatever_the_pipeline_said() {
+        let mut shape = pc_bios();
+        shape.machine = Machine::Q35;
+        windows_shape(&mut shape, &image("server-2022", "bios"));
+        assert_eq!(shape.machine, Machine::Pc);
+        assert_eq!(shape.uefi, None);
+        assert!(!shape.tpm);
+    }
 }
