@@ -374,10 +374,13 @@ struct ObjectStart {
 /// (`\\b \\t \\n \\f \\r` short, the rest as `\\u00xx`); everything else as is.
 fn write_str(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most strings need no escape: find the first byte that does, a word at a time.
     let mut plain = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let first = first_escape(bytes);
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -402,6 +405,31 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
+}
+
+/// The index of the first byte JSON escapes (`"`, `\\`, below U+0020), or the length.
+fn first_escape(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` below `n` (n <= 0x80) sets its high bit in `(x - n*ONES) & !x & HIGH`; a
+    // borrow can flag bytes after a real hit too, which only ends the word scan early.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        if below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20)
+            != 0
+        {
+            break;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && !matches!(bytes[i], b'"' | b'\\' | 0x00..=0x1f) {
+        i += 1;
+    }
+    i
 }
 
 fn write_u64(mut n: u64, out: &mut Vec<u8>) {
@@ -1221,6 +1249,26 @@ mod tests {
             let via_value = canonical_json(&serde_json::to_value(&value).expect("serializable"));
             proptest::prop_assert_eq!(w.as_str(), via_value);
         }
+    }
+
+    #[test]
+    fn first_escape_finds_the_first_escaped_byte_at_every_offset() {
+        for len in 0..24 {
+            let plain: Vec<u8> = (0..len).map(|i| [b'a', b' ', 0x7f, b'~'][i % 4]).collect();
+            assert_eq!(first_escape(&plain), len);
+            for at in 0..len {
+                for special in [0x00, 0x0a, 0x1f, b'"', b'\\'] {
+                    let mut bytes = plain.clone();
+                    bytes[at] = special;
+                    // A later special byte must not hide the first.
+                    if at + 1 < len {
+                        bytes[len - 1] = b'"';
+                    }
+                    assert_eq!(first_escape(&bytes), at, "{bytes:?}");
+                }
+            }
+        }
+        assert_eq!(first_escape("é\u{2028}\u{7f}xxxxxxxx".as_bytes()), 14);
     }
 
     #[test]
