@@ -127,7 +127,7 @@ fn kiln_build(dir: &Path, cache: &Path, run: &str) -> Duration {
     if !file.exists() {
         std::fs::write(
             &file,
-            "pipeline \"tiny\" {\n    source \"tiny.iso\"\n    disk size=\"1GiB\"\n    machine cpus=1 memory=\"64MiB\"\n    install \"none\" timeout=\"120s\"\n    output format=\"qcow2\"\n}\n",
+            "pipeline \"tiny\" {\n    source \"tiny.iso\"\n    disk size=\"1GiB\"\n    machine cpus=1 memory=\"256MiB\"\n    install \"none\" timeout=\"120s\"\n    output format=\"qcow2\"\n}\n",
         )
         .unwrap();
     }
