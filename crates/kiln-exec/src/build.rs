@@ -73,7 +73,7 @@ impl BuildOptions {
             run_id: default_run_id(),
             cancel: Cancel::new(),
             sink: Arc::new(PlainSink),
-            poll_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(50),
             publish: Some(PublishSettings::from_process()),
             publish_only: false,
         }
