@@ -1,7 +1,7 @@
 //! kiln's caches.
 //!
-//! - [`hash`]: md5 / sha1 / sha256 / sha512 computed in one read of the data, each digest on its own
-//!   thread, usable while reading ([`HashingReader`]) or writing ([`HashingWriter`]).
+//! - [`hash`]: md5 / sha1 / sha256 / sha512 computed in one read of the data, the digests on parallel
+//!   threads, usable while reading ([`HashingReader`]) or writing ([`HashingWriter`]).
 //! - [`root`]: where the cache lives and its versioned layout.
 //! - [`base`]: the Nova-compatible `_base` folder (fetch, verify, convert, overlays).
 //! - [`artifact`]: step outputs keyed by the step's content key, written atomically.
