@@ -50,7 +50,11 @@ demo: setup
         --cache-dir /var/lib/kiln/cache --os-cloud kiln-alpha
 
 # Every benchmark, one after another (figures and ratios are printed by each).
-bench: bench-syntax bench-plan bench-cache bench-exec bench-glance
+bench: bench-syntax bench-plan bench-cache bench-exec bench-glance bench-unattend
+
+# Benchmark the plan-time drivers ISO check (directory tree + folder check) vs reading the whole ISO (1 GiB; KILN_BENCH_MIB).
+bench-unattend: setup
+    cargo run --release --locked -p kiln-unattend --example bench_iso
 
 # Install the host packages and tools the tests and the demo need (idempotent).
 setup:

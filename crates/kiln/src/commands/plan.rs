@@ -70,7 +70,8 @@ pub fn tool_versions() -> ToolVersions {
 }
 
 /// Reads CD images' directory trees for the plan-time checks of Windows media (directory
-/// records only, never file contents: a multi-GB ISO is read in milliseconds).
+/// records only, never file contents: 0.3 ms for a 1 GiB virtio-win-shaped ISO, where reading
+/// its bytes takes 400 ms; `just bench-unattend`).
 pub struct IsoInspector;
 
 impl MediaInspector for IsoInspector {
