@@ -2,6 +2,7 @@
 //! deduplicating steps by key (same key ⇒ same node).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use kiln_syntax::span::Span;
 use petgraph::Direction;
@@ -149,7 +150,7 @@ pub(crate) struct NewStep {
 /// Fills a [`Plan`]: computes each step's key and merges steps with equal keys.
 pub(crate) struct Builder {
     graph: DiGraph<Step, &'static str>,
-    by_key: HashMap<StepKey, NodeIndex>,
+    by_key: HashMap<StepKey, NodeIndex, BuildHasherDefault<KeyHasher>>,
     by_id: HashMap<StepId, NodeIndex>,
     cells: Vec<PlannedCell>,
     tools: ToolVersions,
@@ -161,7 +162,7 @@ impl Builder {
     pub fn new(tools: ToolVersions) -> Self {
         Builder {
             graph: DiGraph::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
             by_id: HashMap::new(),
             cells: Vec::new(),
             tools,
@@ -265,6 +266,25 @@ impl Builder {
             by_id: self.by_id,
             cells: self.cells,
             tools: self.tools,
+        }
+    }
+}
+
+/// Hashes step keys by folding their bytes into one word: they are sha256 digests, already
+/// uniformly distributed, so SipHash's work would buy nothing.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(word);
         }
     }
 }
