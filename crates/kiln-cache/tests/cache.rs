@@ -661,6 +661,29 @@ fn a_checksum_mismatch_names_both_digests_and_the_source_and_caches_nothing() {
     assert!(names_in(&root.base_dir()).is_empty());
 }
 
+// A download reports its progress chunk by chunk, ending at the full size the server announced.
+#[test]
+fn a_download_reports_progress_up_to_its_length() {
+    let server = Server::start();
+    let body = noise(1_500_000, 9);
+    let url = server.route("/big.iso", body.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BaseCache::new(CacheRoot::new(dir.path()), QemuImg::from_env());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    cache
+        .ensure(
+            FetchRequest::new(Source::Url(url))
+                .progress(move |done, total| record.lock().unwrap().push((done, total))),
+        )
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    let len = body.len() as u64;
+    assert!(seen.len() > 1, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(len, Some(len))));
+}
+
 #[test]
 fn a_changed_checksum_for_the_same_url_fetches_the_new_content() {
     // "latest" URLs change content; the pipeline's new checksum must not be satisfied by the old file.
