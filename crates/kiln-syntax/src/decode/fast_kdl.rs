@@ -2,16 +2,18 @@
 //!
 //! The `kdl` crate's parser (winnow with error recovery) spends thousands of instructions per byte
 //! of input; parsing was ~90% of loading. Pipeline files use a small, plain part of KDL 2: ASCII
-//! text, bare and quoted strings with simple escapes, decimal integers, `#true`/`#false`/`#null`,
-//! properties, children blocks and `//` comments. [`parse`] reads exactly that part itself and
-//! builds the same [`KdlDocument`] kdl's parser builds — the same values, spans and formatting
-//! (leading/trailing whitespace, value representations), so decoding, diagnostics and `kiln fmt`
-//! cannot tell the difference. On anything else (non-ASCII text, raw or multi-line strings, other
-//! escapes, floats, type annotations, slashdash or block comments, line continuations, any syntax
-//! error, ...) it gives up and kdl's parser runs, so every error still comes from kdl.
+//! bare identifiers, quoted strings with simple escapes, decimal integers, `#true`/`#false`/`#null`,
+//! properties, children blocks and `//` comments, with spaces, tabs and `\n` between them.
+//! [`parse`] reads exactly that part itself and builds the same [`KdlDocument`] kdl's parser builds
+//! — the same values, spans and formatting (leading/trailing whitespace, value representations) —
+//! so decoding, diagnostics and `kiln fmt` cannot tell the difference. On anything else (`\r`,
+//! Unicode spaces, newlines or direction controls anywhere, non-ASCII outside strings and comments,
+//! raw or multi-line strings, other escapes, floats, type annotations, slashdash or block comments,
+//! line continuations, any syntax error, ...) it gives up and kdl's parser runs, so every error
+//! still comes from kdl.
 //!
-//! Tests compare the two parsers' documents (debug form, spans included) over the corpus and over
-//! generated documents.
+//! Tests compare the two parsers' documents (debug form, spans included) over the repository's
+//! `.kdl` files and over generated documents.
 
 use kdl::{
     KdlDocument, KdlDocumentFormat, KdlEntry, KdlEntryFormat, KdlError, KdlIdentifier, KdlNode,
@@ -28,12 +30,13 @@ pub(crate) fn parse(text: &str) -> Result<KdlDocument, KdlError> {
 
 /// The fast path alone: `None` when the text uses anything it does not cover.
 pub(crate) fn parse_plain(text: &str) -> Option<KdlDocument> {
-    // Only tab, newline and printable ASCII: no `\r`, no Unicode spaces, newlines or disallowed
-    // code points to consider below.
-    if !text
+    // Tab, newline, printable ASCII, and other Unicode only where it is plain text (quoted strings
+    // and comments; anywhere else the parser below gives up on it): no `\r`, no Unicode spaces or
+    // newlines, no disallowed code points to consider below.
+    let plain = text
         .bytes()
-        .all(|b| b == b'\t' || b == b'\n' || (0x20..0x7f).contains(&b))
-    {
+        .all(|b| b == b'\t' || b == b'\n' || (0x20..0x7f).contains(&b) || b >= 0x80);
+    if !plain || (!text.is_ascii() && text.chars().any(special_unicode)) {
         return None;
     }
     let mut p = Parser {
@@ -43,6 +46,17 @@ pub(crate) fn parse_plain(text: &str) -> Option<KdlDocument> {
     };
     let doc = p.nodes()?;
     (p.pos == p.bytes.len()).then_some(doc)
+}
+
+/// Non-ASCII code points KDL gives a meaning (spaces, newlines) or forbids (direction controls,
+/// a BOM), with some room around them.
+fn special_unicode(c: char) -> bool {
+    matches!(
+        c,
+        '\u{80}'..='\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200f}'
+            | '\u{2028}'..='\u{202f}'
+            | '\u{205f}'..='\u{206f}' | '\u{3000}' | '\u{feff}'
+    )
 }
 
 struct Parser<'a> {
@@ -475,6 +489,7 @@ mod tests {
             "\"quoted name\" 1\n",
             "a \"\" \"\"\n",
             "-a -b --c\n",
+            "description \"Übersicht für Käse — 日本語\" k=\"é\" // commentaire: ça\nb\n",
             "a\t1\t{\tb\t}\t\n",
             "fragment {\n    machine cpus=2 memory=\"2GiB\"\n    output format=\"qcow2\" compression=\"zstd\"\n    boot-test timeout=\"10m\"\n}\n",
         ];
@@ -535,7 +550,6 @@ mod tests {
             "a \"\"\"\nx\n\"\"\"",
             "a #\"raw\"#",
             "a \"\\u{41}\"",
-            "a \"é\"",
             "a\r\nb",
             "a {",
             "a }",
@@ -545,6 +559,13 @@ mod tests {
             "a b= 1",
             "a \"x\"y",
             "a 1b",
+            "a é",
+            "é 1",
+            "a x=é",
+            "a \"x\u{2028}y\"",
+            "a // x\u{2028}b\n",
+            "a \"\u{a0}\"",
+            "a \"\u{200e}\"",
             "{ a }",
             "a { b } c",
             "a x=(t)1",
@@ -578,6 +599,7 @@ mod tests {
             Just("\"v\"".to_string()),
             Just("\"\"".to_string()),
             Just("\"x\\ty\\\"z\\\\\"".to_string()),
+            Just("\"é—日\"".to_string()),
             Just("#true".to_string()),
             Just("#null".to_string()),
             Just("-7".to_string()),
@@ -600,6 +622,7 @@ mod tests {
             Just("\n"),
             Just(";"),
             Just(" // c\n"),
+            Just(" // ça — ok\n"),
             Just("//x\n"),
             Just("  \n"),
             Just("\n\n"),
