@@ -43,6 +43,7 @@ pub(crate) fn parse_plain(text: &str) -> Option<KdlDocument> {
         src: text,
         bytes: text.as_bytes(),
         pos: 0,
+        depth: 0,
     };
     let doc = p.nodes()?;
     (p.pos == p.bytes.len()).then_some(doc)
@@ -59,10 +60,15 @@ fn special_unicode(c: char) -> bool {
     )
 }
 
+/// Children blocks nested deeper than this go to kdl's parser.
+const MAX_DEPTH: usize = 32;
+
 struct Parser<'a> {
     src: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// Open children blocks.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -205,7 +211,13 @@ impl<'a> Parser<'a> {
         let (before_children, before_terminator, terminator);
         if self.peek() == Some(b'{') {
             self.pos += 1;
+            // Deep nesting is no pipeline: leave it to kdl rather than recurse without bound.
+            if self.depth >= MAX_DEPTH {
+                return None;
+            }
+            self.depth += 1;
             let children = self.nodes()?;
+            self.depth -= 1;
             if self.peek() != Some(b'}') {
                 return None;
             }
@@ -582,6 +594,10 @@ mod tests {
                 format!("{:?}", KdlDocument::parse(t).map(|d| format!("{d:?}")))
             );
         }
+        // Nesting: plain up to a depth, kdl's beyond.
+        let nested = |n: usize| format!("{}{}", "a {".repeat(n), "}".repeat(n));
+        assert!(check(&nested(8)).is_some());
+        assert!(check(&nested(40)).is_none());
     }
 
     /// A node in the covered syntax: a name, entries, maybe children, a terminator.
