@@ -258,24 +258,28 @@ fn main() {
     let (p, lb, la, kb) = (median(plain), median(before), median(after), median(builds));
     println!("kiln-exec bench: tiny ISO install, TCG, {reps} repetitions, medians");
     println!();
-    println!("| run                                          | wall      | vs plain qemu     |");
-    println!("|----------------------------------------------|-----------|-------------------|");
     println!(
-        "| plain qemu-system-x86_64                     | {:>9} | 1.00x             |",
+        "| run                                              | wall      | vs plain qemu     |"
+    );
+    println!(
+        "|--------------------------------------------------|-----------|-------------------|"
+    );
+    println!(
+        "| plain qemu-system-x86_64                         | {:>9} | 1.00x             |",
         ms(p)
     );
     println!(
-        "| run_guest before (persistent, state polling) | {:>9} | {:17} |",
+        "| run_guest before (persistent, state polling)     | {:>9} | {:17} |",
         ms(lb),
         ratio(lb, p)
     );
     println!(
-        "| run_guest after (transient, events, QEMU exit)| {:>9} | {:17} |",
+        "| run_guest after (transient, events, QEMU exit)   | {:>9} | {:17} |",
         ms(la),
         ratio(la, p)
     );
     println!(
-        "| kiln build, cold (fetch, disk, install, convert)| {:>9} | {:17} |",
+        "| kiln build, cold (fetch, disk, install, convert) | {:>9} | {:17} |",
         ms(kb),
         ratio(kb, p)
     );
