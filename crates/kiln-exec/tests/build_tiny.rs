@@ -338,3 +338,71 @@ impl Sink for Recorder {
         self.0.lock().unwrap().push(event.clone());
     }
 }
+
+// Two hosts from a project file — two URIs of this machine's daemon, one guest each — share the
+// work: each install runs on its own host, both at once. The second URI is not `qemu:///system`,
+// so its guest is watched the way a remote one is (no local QEMU process: state until shut off).
+#[test]
+fn two_hosts_from_a_project_file_each_run_a_guest() {
+    let dir = workdir();
+    fixtures(dir.path());
+    let a = write(
+        dir.path(),
+        "a.kdl",
+        &tiny_pipeline("hosts-a", "tiny.iso", "60s"),
+    );
+    let b = write(
+        dir.path(),
+        "b.kdl",
+        &tiny_pipeline("hosts-b", "tiny.iso", "60s").replace("1GiB", "2GiB"),
+    );
+    let second = "qemu+unix:///system?socket=/run/libvirt/libvirt-sock";
+    let cfg = kiln_exec::parse_config(
+        &dir.path().join("kiln.kdl"),
+        &format!(
+            "host \"qemu:///system\" accel=\"qemu\" guests=1 vcpus=1 memory=\"1GiB\"\nhost \"{second}\" accel=\"qemu\" guests=1 vcpus=1 memory=\"1GiB\"\n"
+        ),
+    )
+    .unwrap();
+    let hosts = kiln_exec::resolve_hosts(Some(&cfg), &[], None, |uri: &str| {
+        Err(format!("`{uri}` has its capacity in the file"))
+    })
+    .unwrap();
+    assert_eq!(hosts.len(), 2);
+    let run = common::run_id("hosts");
+    let mut opts = options(dir.path(), &run);
+    opts.hosts = hosts;
+    let rec = Arc::new(Recorder::default());
+    opts.sink = rec.clone();
+    let plan = plan_files(&[a, b], &dir.path().join("cache"));
+    let r = build(&plan, &opts).unwrap();
+    assert_no_domains(&run);
+    assert_eq!(r.exit_code(), 0, "{:?}", r.failures());
+    assert_eq!(r.guests_run, 2);
+    for row in &r.images {
+        let path = row.path.as_ref().unwrap();
+        assert!(first_bytes(path).contains("49 4e 53 54 41 4c 4c 45 44 20 01 00"));
+    }
+    let events = rec.0.lock().unwrap();
+    let install_hosts: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::Started {
+                kind: StepKind::Install,
+                host: Some(h),
+                ..
+            } => Some(h.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        install_hosts,
+        ["qemu:///system", second].into_iter().collect(),
+        "{events:#?}"
+    );
+    let connected = events
+        .iter()
+        .filter(|e| matches!(e, BuildEvent::Host { .. }))
+        .count();
+    assert_eq!(connected, 2, "{events:#?}");
+}
