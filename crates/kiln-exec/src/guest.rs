@@ -13,6 +13,11 @@ use crate::hypervisor::{DomainState, Hypervisor, HypervisorError, LifecycleEvent
 /// Lines of console shown in errors.
 const TAIL_LINES: usize = 20;
 
+/// After QEMU exited without the success line on the console yet: how long the console must stay
+/// unchanged (virtlogd may still be writing it), and the most to wait.
+const CONSOLE_SETTLE: Duration = Duration::from_millis(500);
+const CONSOLE_DRAIN: Duration = Duration::from_secs(3);
+
 /// How long QEMU may take to exit after the guest powered off or was destroyed, before the
 /// runner falls back to asking libvirt for the domain's state.
 const EXIT_BOUND: Duration = Duration::from_secs(10);
@@ -485,15 +490,42 @@ pub fn run_guest(
         match state {
             DomainState::ShutOff => {
                 timings.run = started.elapsed();
-                console.poll().map_err(|source| GuestError::Console {
-                    step: step.clone(),
-                    path: log.clone(),
-                    source,
-                })?;
-                if success_line.is_none()
-                    && let Some(line) = console.scan(&[&spec.success]).remove(0)
-                {
-                    success_line = Some((line, Instant::now()));
+                // libvirt routes file consoles through virtlogd, which may still be writing the
+                // last lines when QEMU has exited: without the verdict yet, read until it shows
+                // or the console has been still for a while.
+                let drain = Instant::now();
+                let mut still_since = Instant::now();
+                while success_line.is_none() {
+                    let grew = console.poll().map_err(|source| GuestError::Console {
+                        step: step.clone(),
+                        path: log.clone(),
+                        source,
+                    })?;
+                    if grew {
+                        still_since = Instant::now();
+                    }
+                    let found = match &spec.failure {
+                        Some(failure) => console.scan(&[&spec.success, failure]),
+                        None => console.scan(&[&spec.success]),
+                    };
+                    if let Some(Some(line)) = found.get(1) {
+                        drop(guard);
+                        return Err(GuestError::FailureLine {
+                            step,
+                            domain: name,
+                            line: line.clone(),
+                            evidence: evidence(&console, false),
+                        });
+                    }
+                    if let Some(Some(line)) = found.first() {
+                        success_line = Some((line.clone(), Instant::now()));
+                    } else if still_since.elapsed() >= CONSOLE_SETTLE
+                        || drain.elapsed() >= CONSOLE_DRAIN
+                    {
+                        break;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
                 if let Some((_, seen)) = &success_line {
                     timings.shutdown_lag = seen.elapsed();
