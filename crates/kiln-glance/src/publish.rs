@@ -10,6 +10,7 @@
 //!
 //! Any failure after the create (transport error, 415, mismatch, Ctrl-C) deletes the image: Glance
 //! answers 500 to a second upload into the same image, so a retry always starts from a new one.
+//! A server error (5xx) on the upload is retried that way, up to [`UPLOAD_ATTEMPTS`] in all.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -107,24 +108,61 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
     }
 
     let marker = BTreeMap::from([(marker::PROPERTY.to_owned(), marker::current())]);
-    let image = glance.create(&req.spec, &marker)?;
-    match upload_and_verify(glance, req, &image, size, known.as_ref()) {
-        Ok((image, digests)) => Ok(PublishOutcome {
-            image,
-            action: Action::Uploaded,
-            size,
-            digests,
-            removed_stale,
-        }),
-        Err(cause) => Err(match glance.delete(&image.id) {
-            Ok(()) => cause,
-            Err(delete_error) => Error::CleanupFailed {
+    let mut attempt = 1;
+    loop {
+        let image = match glance.create(&req.spec, &marker) {
+            Ok(image) => image,
+            Err(e) if attempt < UPLOAD_ATTEMPTS && is_transient(&e) => {
+                std::thread::sleep(Duration::from_secs(1 << attempt));
+                check(&req.cancel)?;
+                attempt += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let cause = match upload_and_verify(glance, req, &image, size, known.as_ref()) {
+            Ok((image, digests)) => {
+                return Ok(PublishOutcome {
+                    image,
+                    action: Action::Uploaded,
+                    size,
+                    digests,
+                    removed_stale,
+                });
+            }
+            Err(cause) => cause,
+        };
+        if let Err(delete_error) = glance.delete(&image.id) {
+            return Err(Error::CleanupFailed {
                 id: image.id.clone(),
                 cause: Box::new(cause),
                 delete_error: Box::new(delete_error),
-            },
-        }),
+            });
+        }
+        if attempt >= UPLOAD_ATTEMPTS || !is_transient(&cause) || req.cancel.is_cancelled() {
+            return Err(cause);
+        }
+        // The half-made image is gone; the next attempt starts from a new one.
+        std::thread::sleep(Duration::from_secs(1 << attempt));
+        check(&req.cancel)?;
+        attempt += 1;
     }
+}
+
+/// Uploads tried before giving up when Glance answers the create or upload with a server error (a busy
+/// database, an overloaded store: 500, 502, 503, 504). Each attempt uses a new image.
+pub const UPLOAD_ATTEMPTS: u32 = 3;
+
+/// A server error on the upload, worth a new attempt with a new image; anything the client caused
+/// (4xx, a hash mismatch, Ctrl-C) is not.
+fn is_transient(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Http {
+            status: 500..=599,
+            ..
+        }
+    )
 }
 
 fn check(cancel: &Cancel) -> Result<(), Error> {
