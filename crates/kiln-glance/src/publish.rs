@@ -14,8 +14,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_cache::hash::{Algo, Digests, HashingReader, hash_file};
@@ -50,6 +51,49 @@ pub struct PublishRequest<'a> {
     pub force: bool,
     pub name_policy: NamePolicy,
     pub cancel: Cancel,
+    /// Told the bytes sent so far while the file streams to Glance.
+    pub progress: Option<UploadProgress>,
+}
+
+/// A callback told `(bytes sent, total bytes)` during an upload: at most once per MiB sent, and
+/// once more when the last byte has gone.
+#[derive(Clone)]
+pub struct UploadProgress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl UploadProgress {
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        UploadProgress(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for UploadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadProgress")
+    }
+}
+
+/// Reports [`UploadProgress`] as the body is read.
+struct ProgressReader<R> {
+    inner: R,
+    progress: Option<UploadProgress>,
+    sent: u64,
+    reported: u64,
+    total: u64,
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        if let Some(p) = &self.progress
+            && (self.sent - self.reported >= 1 << 20
+                || (self.sent >= self.total && self.sent > self.reported))
+        {
+            self.reported = self.sent;
+            (p.0)(self.sent, self.total);
+        }
+        Ok(n)
+    }
 }
 
 /// What [`publish`] did.
@@ -273,7 +317,13 @@ fn upload_and_verify(
     })?;
     let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, file), ALGOS);
     let handle = reader.handle();
-    let body = CancellableReader::new(reader, req.cancel.clone());
+    let body = ProgressReader {
+        inner: CancellableReader::new(reader, req.cancel.clone()),
+        progress: req.progress.clone(),
+        sent: 0,
+        reported: 0,
+        total: size,
+    };
     let sent = glance.upload(&image.id, body, size);
     if req.cancel.is_cancelled() {
         return Err(Error::Cancelled);

@@ -139,6 +139,7 @@ pub fn run_publish(
                 NamePolicy::SameName
             },
             cancel,
+            progress: None,
         },
     )?;
     Ok(json!({

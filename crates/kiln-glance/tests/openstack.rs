@@ -24,6 +24,7 @@ fn request<'a>(path: &'a std::path::Path, spec: ImageSpec) -> PublishRequest<'a>
         force: false,
         name_policy: NamePolicy::SameName,
         cancel: Cancel::new(),
+        progress: None,
     }
 }
 
@@ -59,8 +60,29 @@ fn publish_uploads_a_qcow2_with_properties_and_verified_hashes() {
     let glance = os.glance("kiln-alpha");
     let name = unique("upload");
 
-    let out = publish(&glance, &request(&qcow2, qcow2_spec(&name))).unwrap();
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut req = request(&qcow2, qcow2_spec(&name));
+    req.progress = Some(kiln_glance::UploadProgress::new({
+        let reports = reports.clone();
+        move |sent, total| reports.lock().unwrap().push((sent, total))
+    }));
+    let out = publish(&glance, &req).unwrap();
     assert_eq!(out.action, Action::Uploaded);
+    // Progress rose to the file's size, reported at most once per MiB and at the end (an upload
+    // that the test Glance's busy sqlite answered with 500 is retried and reports from 0 again).
+    let reports = reports.lock().unwrap().clone();
+    let len = std::fs::metadata(&qcow2).unwrap().len();
+    assert_eq!(reports.last(), Some(&(len, len)), "{reports:?}");
+    assert!(
+        reports
+            .iter()
+            .all(|&(sent, total)| total == len && sent <= len),
+        "{reports:?}"
+    );
+    assert!(
+        reports.len() as u64 <= 3 * (len / (1 << 20) + 1),
+        "{reports:?}"
+    );
     let md5 = coreutils_digest("md5sum", &qcow2);
     let sha512 = coreutils_digest("sha512sum", &qcow2);
     assert_eq!(out.digests.md5.as_deref(), Some(md5.as_str()));

@@ -127,6 +127,23 @@ fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
     );
     // Glance holds exactly what kiln built: the converted file's md5 and sha512.
     let image_path = PathBuf::from(s["images"][0]["path"].as_str().unwrap());
+    // The upload reported its progress up to the file's size.
+    let len = std::fs::metadata(&image_path).unwrap().len();
+    let last_publish_progress = String::from_utf8_lossy(&first.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|e| {
+            e["event"] == "progress" && e["step"].as_str().is_some_and(|s| s.contains("publish"))
+        })
+        .unwrap_or_else(|| panic!("no publish progress event"));
+    assert_eq!(
+        last_publish_progress["done"], len,
+        "{last_publish_progress}"
+    );
+    assert_eq!(
+        last_publish_progress["total"], len,
+        "{last_publish_progress}"
+    );
     let image = glance.get(&id).unwrap();
     assert_eq!(image.status, "active");
     assert_eq!(
@@ -449,6 +466,7 @@ fn upload_iso(glance: &Glance, path: &Path, name: &str) -> String {
         force: true,
         name_policy: kiln_glance::NamePolicy::SameName,
         cancel: kiln_glance::Cancel::new(),
+        progress: None,
     };
     kiln_glance::publish(glance, &req).unwrap().image.id
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use kiln_cache::hash::{Algo, Digests};
 use kiln_glance::{
     Action, Cancel, ConfigSources, Glance, ImageSpec, NamePolicy, PublishRequest, Session,
+    UploadProgress,
 };
 use kiln_plan::step::PublishParams;
 use kiln_plan::{Step, StepParams};
@@ -223,6 +224,10 @@ pub(crate) fn run(
         force: clouds.settings.force,
         name_policy: clouds.settings.name_policy,
         cancel: Cancel::from_flag(cx.env.cancel.flag()),
+        progress: Some({
+            let progress = cx.progress();
+            UploadProgress::new(move |sent, total| progress.update(sent, Some(total)))
+        }),
     };
     let out = match kiln_glance::publish(&glance, &req) {
         Ok(out) => out,
