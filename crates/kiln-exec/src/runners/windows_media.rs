@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("autounattend.xml")), 0o600);
         assert_eq!(mode(&dir.join("kiln/kiln-media.txt")), 0o644);
-        assert_eq!(fs::read(dir.join("kiln/kiln-media.txt")).unwrap(), b"marker");
+        assert_eq!(
+            fs::read(dir.join("kiln/kiln-media.txt")).unwrap(),
+            b"marker"
+        );
     }
 
     #[test]
