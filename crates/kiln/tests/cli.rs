@@ -1,7 +1,11 @@
 //! Runs the real `kiln` binary and snapshots exit code, stdout and stderr (temp paths filtered).
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
+
+use support::{repo, transcript};
 
 fn kiln(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -11,17 +15,7 @@ fn kiln(dir: &Path, args: &[&str]) -> String {
         .env_remove("KILN_VAR_version")
         .output()
         .expect("run kiln");
-    let text = format!(
-        "exit code: {}\n---- stdout ----\n{}---- stderr ----\n{}",
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.replace(&dir.display().to_string(), "[TMP]")
-}
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    transcript(&out, dir)
 }
 
 const BROKEN: &str =
@@ -29,7 +23,7 @@ const BROKEN: &str =
 
 #[test]
 fn check_bundled_pipelines_succeeds() {
-    let out = kiln(repo(), &["check", "pipelines/"]);
+    let out = kiln(&repo(), &["check", "pipelines/"]);
     assert!(out.starts_with("exit code: 0\n"), "{out}");
     insta::assert_snapshot!(out);
 }

@@ -59,33 +59,26 @@ fn broken_project_file_is_found_and_located() {
 fn config_flag_names_the_file() {
     let dir = project();
     let cache = dir.path().join("cache");
-    let out = kiln(
-        dir.path(),
-        &[
-            "build",
-            "pipelines",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--config",
-            "elsewhere/kiln.kdl",
-        ],
-    );
+    let build = || {
+        kiln(
+            dir.path(),
+            &[
+                "build",
+                "pipelines",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--config",
+                "elsewhere/kiln.kdl",
+            ],
+        )
+    };
+    let out = build();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("reading `elsewhere/kiln.kdl`"), "{stderr}");
     std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
     std::fs::write(dir.path().join("elsewhere/kiln.kdl"), "hosts\n").unwrap();
-    let out = kiln(
-        dir.path(),
-        &[
-            "build",
-            "pipelines",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--config",
-            "elsewhere/kiln.kdl",
-        ],
-    );
+    let out = build();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

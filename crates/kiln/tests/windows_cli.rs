@@ -2,8 +2,13 @@
 //! files built here with xorriso: the virtio-win folders and the Setup languages are read from the
 //! ISOs' directory trees, and a missing folder fails with a diagnostic at the `drivers` node.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
+
+use support::virtio::VIRTIO_DRIVERS;
+use support::{mkisofs, transcript};
 
 fn kiln(dir: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -13,16 +18,7 @@ fn kiln(dir: &Path, args: &[&str]) -> (i32, String) {
         .env("KILN_CACHE_DIR", dir.join("cache"))
         .output()
         .expect("run kiln");
-    let text = format!(
-        "exit code: {}\n---- stdout ----\n{}---- stderr ----\n{}",
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        text.replace(&dir.display().to_string(), "[TMP]"),
-    )
+    (out.status.code().unwrap_or(-1), transcript(&out, dir))
 }
 
 /// Builds `name` (Joliet + Rock Ridge) from `files` (relative paths; folders are implied).
@@ -33,33 +29,13 @@ fn iso(dir: &Path, name: &str, files: &[String]) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, b"x").unwrap();
     }
-    let out = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-J", "-R", "-V", "TEST", "-o"])
-        .arg(dir.join(name))
-        .arg(&root)
-        .output()
-        .expect("xorriso (scripts/setup-host.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mkisofs(&root, "TEST", &dir.join(name));
 }
 
 /// virtio-win as Server 2022 amd64 needs it, minus `skip`.
 fn virtio_files(skip: &str) -> Vec<String> {
     let mut files = Vec::new();
-    for driver in [
-        "viostor",
-        "vioscsi",
-        "NetKVM",
-        "Balloon",
-        "vioserial",
-        "pvpanic",
-        "vioinput",
-        "viorng",
-        "qemupciserial",
-    ] {
+    for driver in VIRTIO_DRIVERS {
         for os in ["2k19", "2k22"] {
             let dir = format!("{driver}/{os}/amd64");
             if dir != skip {
