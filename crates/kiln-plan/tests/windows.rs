@@ -2,10 +2,13 @@
 //! how a Windows install is lowered (cloudbase-init folded into the install, secrets by reference).
 
 mod common;
+#[path = "../../kiln/tests/support/virtio.rs"]
+mod virtio;
 
 use common::{load_at, plan_ok};
 use kiln_plan::StepParams;
 use kiln_plan::windows::{FakeMedia, NoMedia, check_windows_media, image_from_params};
+use virtio::VIRTIO_DRIVERS;
 
 const PIPELINE: &str = r#"pipeline "ws-{language}" {
     matrix {
@@ -33,17 +36,7 @@ const PIPELINE: &str = r#"pipeline "ws-{language}" {
 /// Every folder Server 2022 amd64 takes from virtio-win, each with an `.inf`, and the agent MSI.
 fn full_virtio(skip: &str) -> Vec<(String, bool)> {
     let mut entries = Vec::new();
-    for driver in [
-        "viostor",
-        "vioscsi",
-        "NetKVM",
-        "Balloon",
-        "vioserial",
-        "pvpanic",
-        "vioinput",
-        "viorng",
-        "qemupciserial",
-    ] {
+    for driver in VIRTIO_DRIVERS {
         let dir = format!("{driver}/2k22/amd64");
         if dir == skip {
             // An older ISO: the driver is there, for 2k19 only.
