@@ -5,32 +5,21 @@
 #[allow(dead_code, reason = "the harness serves several test binaries")]
 #[path = "../../kiln-glance/tests/common/mod.rs"]
 mod openstack;
+mod support;
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_glance::Glance;
 use openstack::{OpenStack, unique};
+use support::{libvirt_tempdir, repo, walk};
 
 const CLOUD: &str = "kiln-alpha";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// A folder libvirt's QEMU user can enter, with the tiny fixtures built into it.
 fn workdir() -> tempfile::TempDir {
-    let st = Command::new(repo().join("scripts/start-libvirt.sh"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "scripts/start-libvirt.sh failed");
-    let dir = tempfile::Builder::new()
-        .prefix("kiln-publish-test-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = libvirt_tempdir("kiln-publish-test-");
     let st = Command::new(repo().join("fixtures/tiny/build.sh"))
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -85,13 +74,16 @@ fn run(mut cmd: Command) -> Output {
     out
 }
 
+/// `kiln <args> --os-cloud kiln-alpha`, run.
+fn on_cloud(os: &OpenStack, dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = kiln(os, dir, args);
+    cmd.args(["--os-cloud", CLOUD]);
+    run(cmd)
+}
+
 /// The `summary` object of a `--json` run.
 fn summary(out: &Output) -> serde_json::Value {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .expect("a summary line")
+    support::summary(&out.stdout)
 }
 
 fn cleanup(glance: &Glance, name: &str) {
@@ -109,11 +101,11 @@ fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
     let file = pipeline(dir.path(), &name, "qcow2");
     let file_arg = file.to_str().unwrap();
 
-    let first = run({
-        let mut c = kiln(&os, dir.path(), &["build", file_arg, "--json"]);
-        c.args(["--os-cloud", CLOUD, "--accel", "tcg"]);
-        c
-    });
+    let first = on_cloud(
+        &os,
+        dir.path(),
+        &["build", file_arg, "--json", "--accel", "tcg"],
+    );
     assert_eq!(first.status.code(), Some(0));
     let s = summary(&first);
     let published = &s["published"][0];
@@ -164,11 +156,7 @@ fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
     assert_eq!(tags, ["kiln", "tiny"]);
 
     // `kiln plan --os-cloud` says the publish would reuse it; keys do not depend on the cloud.
-    let plan_with = run({
-        let mut c = kiln(&os, dir.path(), &["plan", file_arg, "--format", "json"]);
-        c.args(["--os-cloud", CLOUD]);
-        c
-    });
+    let plan_with = on_cloud(&os, dir.path(), &["plan", file_arg, "--format", "json"]);
     assert_eq!(plan_with.status.code(), Some(0));
     let with: serde_json::Value = serde_json::from_slice(&plan_with.stdout).unwrap();
     assert_eq!(with["publish"][0]["would"], "reuse", "{with}");
@@ -188,11 +176,7 @@ fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
         with["steps"], without["steps"],
         "keys changed with credentials"
     );
-    let text = run({
-        let mut c = kiln(&os, dir.path(), &["plan", file_arg]);
-        c.args(["--os-cloud", CLOUD]);
-        c
-    });
+    let text = on_cloud(&os, dir.path(), &["plan", file_arg]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains(&format!(
@@ -202,11 +186,7 @@ fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
     );
 
     // A second build runs no guest and reuses the image: still exactly one.
-    let second = run({
-        let mut c = kiln(&os, dir.path(), &["build", file_arg, "--json"]);
-        c.args(["--os-cloud", CLOUD]);
-        c
-    });
+    let second = on_cloud(&os, dir.path(), &["build", file_arg, "--json"]);
     assert_eq!(second.status.code(), Some(0));
     let s2 = summary(&second);
     assert_eq!(s2["published"][0]["action"], "reused", "{s2}");
@@ -216,20 +196,12 @@ fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
     assert_eq!(images.len(), 1, "{images:?}");
 
     // `kiln publish` from the cache reuses it too; `--force` uploads a second copy.
-    let again = run({
-        let mut c = kiln(&os, dir.path(), &["publish", file_arg]);
-        c.args(["--os-cloud", CLOUD]);
-        c
-    });
+    let again = on_cloud(&os, dir.path(), &["publish", file_arg]);
     assert_eq!(again.status.code(), Some(0));
     let again_text = String::from_utf8_lossy(&again.stdout);
     assert!(again_text.contains("reused"), "{again_text}");
     assert!(again_text.contains(&id), "{again_text}");
-    let forced = run({
-        let mut c = kiln(&os, dir.path(), &["publish", file_arg, "--force", "--json"]);
-        c.args(["--os-cloud", CLOUD]);
-        c
-    });
+    let forced = on_cloud(&os, dir.path(), &["publish", file_arg, "--force", "--json"]);
     assert_eq!(forced.status.code(), Some(0));
     let s3 = summary(&forced);
     assert_eq!(s3["published"][0]["action"], "created");
@@ -269,11 +241,7 @@ fn publish_without_a_cloud_fails_before_any_guest_and_no_publish_skips_it() {
     assert!(logs.is_empty(), "{logs:?}");
 
     // `kiln publish` of an image that is not built: a clear error, nothing uploaded.
-    let out = run({
-        let mut c = kiln(&os, dir.path(), &["publish", file_arg]);
-        c.args(["--os-cloud", CLOUD]);
-        c
-    });
+    let out = on_cloud(&os, dir.path(), &["publish", file_arg]);
     assert_eq!(out.status.code(), Some(8));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not built"), "{err}");
@@ -342,21 +310,6 @@ fn logs_in(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn ctrl_c_during_publish_deletes_the_image_and_after_sigkill_a_rerun_leaves_exactly_one() {
     let os = openstack::openstack();
@@ -416,11 +369,7 @@ fn ctrl_c_during_publish_deletes_the_image_and_after_sigkill_a_rerun_leaves_exac
         "the kill came too late to test anything: {left:?}"
     );
 
-    let rerun = run({
-        let mut c = kiln(&os, dir.path(), &["build", file_arg, "--json"]);
-        c.args(["--os-cloud", CLOUD]);
-        c
-    });
+    let rerun = on_cloud(&os, dir.path(), &["build", file_arg, "--json"]);
     assert_eq!(rerun.status.code(), Some(0));
     let s = summary(&rerun);
     assert_eq!(s["published"][0]["action"], "created");
@@ -499,15 +448,11 @@ fn a_glance_image_source_lands_verified_in_base_and_a_corrupt_one_leaves_nothing
 
     // By name: resolved to the one active image, fetched into `_base/sha1(<id>)`, installed from.
     let file = glance_source_pipeline(dir.path(), &format!("{name}-by-name"), &name);
-    let out = run({
-        let mut c = kiln(
-            &os,
-            dir.path(),
-            &["build", file.to_str().unwrap(), "--json"],
-        );
-        c.args(["--os-cloud", CLOUD, "--accel", "tcg"]);
-        c
-    });
+    let out = on_cloud(
+        &os,
+        dir.path(),
+        &["build", file.to_str().unwrap(), "--json", "--accel", "tcg"],
+    );
     assert_eq!(out.status.code(), Some(0));
     let entry = base.join(kiln_cache::source::base_name(&id));
     assert!(entry.is_file(), "no {}", entry.display());
@@ -526,11 +471,11 @@ fn a_glance_image_source_lands_verified_in_base_and_a_corrupt_one_leaves_nothing
     bytes[40_000] ^= 0xff;
     std::fs::write(&stored, bytes).unwrap();
     let file = glance_source_pipeline(dir.path(), &bad_name, &bad);
-    let out = run({
-        let mut c = kiln(&os, dir.path(), &["build", file.to_str().unwrap()]);
-        c.args(["--os-cloud", CLOUD, "--accel", "tcg"]);
-        c
-    });
+    let out = on_cloud(
+        &os,
+        dir.path(),
+        &["build", file.to_str().unwrap(), "--accel", "tcg"],
+    );
     assert_eq!(out.status.code(), Some(6));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
