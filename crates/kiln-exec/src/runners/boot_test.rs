@@ -13,7 +13,6 @@ use super::guest_step::GuestStep;
 use super::media::build_iso;
 use super::{RunError, StepCx, fail, nonce};
 use crate::console::Pattern;
-use crate::domain_xml::{BootFrom, Disk, DiskFormat, Media, MediaKind};
 use crate::guest::Completion;
 
 /// Used when the plan gives none.
@@ -49,17 +48,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     build_iso(&cx.env.mkisofs, &seed_dir, "cidata", &seed)?;
 
     let console_log = guest.console_log();
-    let domain = guest.domain(
-        Disk {
-            path: disk,
-            format: DiskFormat::Qcow2,
-        },
-        BootFrom::Disk,
-        vec![Media {
-            path: seed,
-            kind: MediaKind::Cdrom,
-        }],
-    );
+    let domain = guest.seeded_domain(disk, seed);
     let spec = guest.guest(
         domain,
         Pattern::substring(proof.clone()),

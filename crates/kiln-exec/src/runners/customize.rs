@@ -11,7 +11,7 @@ use super::guest_step::GuestStep;
 use super::seed::{CUSTOMIZE_FAILED, CUSTOMIZE_OK};
 use super::{RunError, StepCx, fail};
 use crate::console::Pattern;
-use crate::domain_xml::{BootFrom, Disk, DiskFormat, Media, MediaKind};
+use crate::domain_xml::DiskFormat;
 use crate::guest::Completion;
 use crate::qemu_img::DiskTool as _;
 
@@ -28,17 +28,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let disk = staging.path("disk.qcow2");
     overlay(cx, base, &disk, p.grow_to_bytes)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
-    let domain = guest.domain(
-        Disk {
-            path: disk,
-            format: DiskFormat::Qcow2,
-        },
-        BootFrom::Disk,
-        vec![Media {
-            path: cx.input("seed")?.to_owned(),
-            kind: MediaKind::Cdrom,
-        }],
-    );
+    let domain = guest.seeded_domain(disk, cx.input("seed")?.to_owned());
     let spec = guest.guest(
         domain,
         Pattern::regex(CUSTOMIZE_OK).expect("valid regex"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{GuestHost, RunError, StepCx, VmShape};
 use crate::console::Pattern;
-use crate::domain_xml::{BootFrom, Disk, DomainSpec, Media, OnReboot};
+use crate::domain_xml::{BootFrom, Disk, DiskFormat, DomainSpec, Media, MediaKind, OnReboot};
 use crate::guest::{Completion, GuestOutcome, GuestSpec, Persistence, domain_name, run_guest};
 
 /// A guest step being set up.
@@ -59,6 +59,22 @@ impl<'c, 'a> GuestStep<'c, 'a> {
             on_reboot: OnReboot::Destroy,
             user_network: false,
         }
+    }
+
+    /// [`Self::domain`] booting the qcow2 overlay `disk` with the NoCloud `seed` as a CD-ROM
+    /// (customize and boot-test).
+    pub(crate) fn seeded_domain(&self, disk: PathBuf, seed: PathBuf) -> DomainSpec {
+        self.domain(
+            Disk {
+                path: disk,
+                format: DiskFormat::Qcow2,
+            },
+            BootFrom::Disk,
+            vec![Media {
+                path: seed,
+                kind: MediaKind::Cdrom,
+            }],
+        )
     }
 
     /// The run of `domain`: done at `completion` with `success`, failed by `failure`, within the
