@@ -10,9 +10,7 @@ use kiln_plan::StepParams;
 use super::guest_step::GuestStep;
 use super::seed::{CUSTOMIZE_FAILED, CUSTOMIZE_OK};
 use super::{RunError, StepCx, fail};
-use crate::console::Pattern;
 use crate::domain_xml::DiskFormat;
-use crate::guest::Completion;
 use crate::qemu_img::DiskTool as _;
 
 /// Used when the plan gives none.
@@ -29,13 +27,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     overlay(cx, base, &disk, p.grow_to_bytes)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let domain = guest.seeded_domain(disk, cx.input("seed")?.to_owned());
-    let spec = guest.guest(
-        domain,
-        Pattern::regex(CUSTOMIZE_OK).expect("valid regex"),
-        Some(Pattern::regex(CUSTOMIZE_FAILED).expect("valid regex")),
-        Completion::PowerOff,
-        DEFAULT_TIMEOUT,
-    );
+    let spec = guest.until_power_off(domain, CUSTOMIZE_OK, CUSTOMIZE_FAILED, DEFAULT_TIMEOUT);
     cx.log
         .line(format_args!("customize: overlay on `{}`", base.display()));
     guest.run(&spec)?;

@@ -100,6 +100,24 @@ impl<'c, 'a> GuestStep<'c, 'a> {
         }
     }
 
+    /// [`Self::guest`] done when the guest powers off after a line matching the regex `success`,
+    /// failed by one matching `failure` (install and customize).
+    pub(crate) fn until_power_off(
+        &self,
+        domain: DomainSpec,
+        success: &str,
+        failure: &str,
+        default_timeout: Duration,
+    ) -> GuestSpec {
+        self.guest(
+            domain,
+            Pattern::regex(success).expect("valid regex"),
+            Some(Pattern::regex(failure).expect("valid regex")),
+            Completion::PowerOff,
+            default_timeout,
+        )
+    }
+
     /// Runs the guest to its verdict, logging what it runs and what proved success; the scratch
     /// folder is removed after a success (kept for a look after a failure).
     pub(crate) fn run(self, spec: &GuestSpec) -> Result<GuestOutcome, RunError> {

@@ -18,9 +18,7 @@ use kiln_plan::StepParams;
 use super::create_disk::disk_format;
 use super::guest_step::GuestStep;
 use super::{RunError, StepCx, fail};
-use crate::console::Pattern;
 use crate::domain_xml::{BootFrom, Disk, Machine, Media, MediaKind, OnReboot};
-use crate::guest::Completion;
 
 /// Success line of kiln's installer protocol.
 pub const INSTALL_OK: &str = r"^(KILN-INSTALL-OK|KILN-TINY: INSTALL OK\b.*)$";
@@ -83,13 +81,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     } else {
         (INSTALL_OK, INSTALL_FAILED)
     };
-    let spec = guest.guest(
-        domain,
-        Pattern::regex(success).expect("valid regex"),
-        Some(Pattern::regex(failure).expect("valid regex")),
-        Completion::PowerOff,
-        DEFAULT_TIMEOUT,
-    );
+    let spec = guest.until_power_off(domain, success, failure, DEFAULT_TIMEOUT);
     let outcome = guest.run(&spec);
     drop(secret_media);
     outcome?;
