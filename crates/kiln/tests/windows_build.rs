@@ -19,18 +19,17 @@
 #[allow(dead_code, reason = "the harness serves several test binaries")]
 #[path = "../../kiln-glance/tests/common/mod.rs"]
 mod openstack;
+mod support;
 
 use std::io::{BufRead as _, BufReader};
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LANGUAGES: [&str; 5] = ["en-US", "de-DE", "fr-FR", "ja-JP", "pt-BR"];
+use support::virtio::VIRTIO_DRIVERS;
+use support::{libvirt_tempdir, mkisofs, repo, walk};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+const LANGUAGES: [&str; 5] = ["en-US", "de-DE", "fr-FR", "ja-JP", "pt-BR"];
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -74,17 +73,7 @@ fn quick_installer(dir: &Path) -> PathBuf {
 /// A virtio-win-shaped ISO: every folder Server 2022 amd64 takes, each with an `.inf`.
 fn drivers_iso(dir: &Path) -> PathBuf {
     let root = dir.join("virtio-win");
-    for driver in [
-        "viostor",
-        "vioscsi",
-        "NetKVM",
-        "Balloon",
-        "vioserial",
-        "pvpanic",
-        "vioinput",
-        "viorng",
-        "qemupciserial",
-    ] {
+    for driver in VIRTIO_DRIVERS {
         let d = root.join(driver).join("2k22/amd64");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(format!("{}.inf", driver.to_lowercase())), "; inf\n").unwrap();
@@ -92,19 +81,7 @@ fn drivers_iso(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("guest-agent")).unwrap();
     std::fs::write(root.join("guest-agent/qemu-ga-x86_64.msi"), "msi").unwrap();
     let out = dir.join("virtio-win.iso");
-    run(Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-quiet",
-            "-J",
-            "-R",
-            "-V",
-            "virtio-win",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&root));
+    mkisofs(&root, "virtio-win", &out);
     out
 }
 
@@ -190,16 +167,8 @@ fn five_language_matrix_builds_five_images_each_with_its_own_language() {
     let os = openstack::openstack();
     let glance = os.glance(CLOUD);
     let prefix = openstack::unique("kiln-win");
-    let status = Command::new(repo().join("scripts/start-libvirt.sh"))
-        .status()
-        .expect("scripts/start-libvirt.sh");
-    assert!(status.success());
-    let tmp = tempfile::Builder::new()
-        .prefix("kiln-windows-test-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let tmp = libvirt_tempdir("kiln-windows-test-");
     let dir = tmp.path();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let installer = quick_installer(dir);
     let drivers = drivers_iso(dir);
     let msi = dir.join("CloudbaseInitSetup_x64.msi");
@@ -387,11 +356,7 @@ fn five_language_matrix_builds_five_images_each_with_its_own_language() {
             .any(|l| l.contains(r#""event":"started""#) && l.contains(r#""kind":"install""#)),
         "a rerun installed again: {text}"
     );
-    let again = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .expect("summary");
+    let again = support::summary(&rerun.stdout);
     assert_eq!(
         again["published"].as_array().map_or(0, Vec::len),
         5,
@@ -479,19 +444,4 @@ fn five_language_matrix_builds_five_images_each_with_its_own_language() {
         !domains.lines().any(|d| d.contains(&run_id)),
         "leftover domains: {domains}"
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
