@@ -5,7 +5,6 @@
 use clap::{Args, ValueEnum};
 use kiln_exec::build::{BuildOptions, build, render_summary};
 use kiln_exec::runners::publish::render_published;
-use kiln_exec::scheduler::TaskStatus;
 use kiln_exec::{Accel, Host};
 
 use crate::cli::{GlobalArgs, PipelineArgs, SelectArgs};
@@ -146,11 +145,7 @@ fn run_inner(global: &GlobalArgs, args: &BuildArgs) -> Result<u8, Box<dyn std::e
     } else {
         print!("{}", render_summary(&result.images));
         print!("{}", render_published(&result.published));
-        for s in &result.steps {
-            if let TaskStatus::Failed { error, .. } = &s.status {
-                eprintln!("\nerror: {error}\n  log: {}", s.log.display());
-            }
-        }
+        super::publish::print_failed_steps(&result.steps);
         if result.cancelled {
             eprintln!("\ncancelled: running guests were destroyed; nothing incomplete was kept");
         }

@@ -7,7 +7,9 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use clap::Args;
-use kiln_exec::build::{BuildError, BuildOptions, JsonSink, PlainSink, ProgressSink, Sink, build};
+use kiln_exec::build::{
+    BuildError, BuildOptions, JsonSink, PlainSink, ProgressSink, Sink, StepResult, build,
+};
 use kiln_exec::runners::publish::{PublishSettings, render_published};
 use kiln_exec::scheduler::TaskStatus;
 use kiln_glance::NamePolicy;
@@ -85,6 +87,15 @@ pub fn build_error_status(e: &BuildError) -> u8 {
     }
 }
 
+/// Each failed step's error and log, on stderr (`kiln build` and `kiln publish`).
+pub fn print_failed_steps(steps: &[StepResult]) {
+    for s in steps {
+        if let TaskStatus::Failed { error, .. } = &s.status {
+            eprintln!("\nerror: {error}\n  log: {}", s.log.display());
+        }
+    }
+}
+
 /// Runs `kiln publish`.
 pub fn run(global: &GlobalArgs, args: &PublishArgs) -> u8 {
     let (_ws, plan, _) = match super::plan::plan_pipelines(global, &args.pipelines, &args.select) {
@@ -120,11 +131,7 @@ pub fn run(global: &GlobalArgs, args: &PublishArgs) -> u8 {
         println!("{summary}");
     } else {
         print!("{}", render_published(&result.published));
-        for s in &result.steps {
-            if let TaskStatus::Failed { error, .. } = &s.status {
-                eprintln!("\nerror: {error}\n  log: {}", s.log.display());
-            }
-        }
+        print_failed_steps(&result.steps);
         if result.cancelled {
             eprintln!("\ncancelled: the half-made image was deleted");
         }
