@@ -112,6 +112,9 @@ pub struct PublishOutcome {
     pub digests: Digests,
     /// Ids of stale half-made images that were deleted first.
     pub removed_stale: Vec<String>,
+    /// How long the successful `PUT …/file` took (the transfer alone, without auth, create and
+    /// verify); `None` when nothing was uploaded.
+    pub upload_time: Option<Duration>,
 }
 
 /// Publishes `req.path` as described above.
@@ -147,6 +150,7 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
                 size,
                 digests,
                 removed_stale,
+                upload_time: None,
             });
         }
     }
@@ -165,13 +169,14 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
             Err(e) => return Err(e),
         };
         let cause = match upload_and_verify(glance, req, &image, size, known.as_ref()) {
-            Ok((image, digests)) => {
+            Ok((image, digests, took)) => {
                 return Ok(PublishOutcome {
                     image,
                     action: Action::Uploaded,
                     size,
                     digests,
                     removed_stale,
+                    upload_time: Some(took),
                 });
             }
             Err(cause) => cause,
@@ -309,7 +314,7 @@ fn upload_and_verify(
     image: &Image,
     size: u64,
     known: Option<&Digests>,
-) -> Result<(Image, Digests), Error> {
+) -> Result<(Image, Digests, Duration), Error> {
     let file = File::open(req.path).map_err(|source| Error::Io {
         path: req.path.to_owned(),
         action: "open",
@@ -324,7 +329,9 @@ fn upload_and_verify(
         reported: 0,
         total: size,
     };
+    let started = Instant::now();
     let sent = glance.upload(&image.id, body, size);
+    let took = started.elapsed();
     if req.cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
@@ -392,7 +399,7 @@ fn upload_and_verify(
     } else {
         stored
     };
-    Ok((stored, digests))
+    Ok((stored, digests, took))
 }
 
 fn is_cancel(e: &reqwest::Error) -> bool {

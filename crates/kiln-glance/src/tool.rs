@@ -153,6 +153,7 @@ pub fn run_publish(
         "properties": out.image.properties(),
         "tags": out.image.tags,
         "removed_stale": out.removed_stale,
+        "upload_seconds": out.upload_time.map(|d| d.as_secs_f64()),
     }))
 }
 
