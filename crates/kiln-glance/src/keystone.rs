@@ -21,10 +21,15 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(120);
 /// Timeout of API calls (not of uploads and downloads, which take as long as they take).
 pub const API_TIMEOUT: Duration = Duration::from_secs(120);
 
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const USER_AGENT: &str = concat!("kiln-glance/", env!("CARGO_PKG_VERSION"));
+
 /// An authenticated connection to one cloud.
 pub struct Session {
     cloud: CloudConfig,
     http: Client,
+    /// The CA certificates added to the system roots (`cacert`), kept for [`Session::upload_client`].
+    certs: Vec<reqwest::Certificate>,
     token: Mutex<Option<Token>>,
     refresh_margin: Duration,
     auth_count: AtomicU64,
@@ -72,9 +77,10 @@ impl Session {
     /// A session for `cloud`; nothing is sent until the first request needs a token.
     pub fn new(cloud: CloudConfig) -> Result<Self, Error> {
         let mut builder = Client::builder()
-            .connect_timeout(Duration::from_secs(30))
+            .connect_timeout(CONNECT_TIMEOUT)
             .timeout(None::<Duration>)
-            .user_agent(concat!("kiln-glance/", env!("CARGO_PKG_VERSION")));
+            .user_agent(USER_AGENT);
+        let mut certs_kept = Vec::new();
         if let Some(path) = &cloud.tls.cacert {
             let pem = std::fs::read(path).map_err(|source| Error::CaCert {
                 path: path.clone(),
@@ -86,7 +92,8 @@ impl Session {
                     source,
                 }
             })?;
-            builder = builder.tls_certs_merge(certs);
+            builder = builder.tls_certs_merge(certs.clone());
+            certs_kept = certs;
         }
         if cloud.tls.insecure {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -99,6 +106,7 @@ impl Session {
         Ok(Session {
             cloud,
             http,
+            certs: certs_kept,
             token: Mutex::new(None),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             auth_count: AtomicU64::new(0),
@@ -117,6 +125,26 @@ impl Session {
 
     pub fn http(&self) -> &Client {
         &self.http
+    }
+
+    /// An async client with the same TLS settings, timeouts and user agent as [`Session::http`],
+    /// for uploads (see [`crate::glance::Glance::upload`]). Built per upload: its connections
+    /// live on the runtime the upload creates and drops.
+    pub fn upload_client(&self) -> Result<reqwest::Client, Error> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(USER_AGENT);
+        if !self.certs.is_empty() {
+            builder = builder.tls_certs_merge(self.certs.clone());
+        }
+        if self.cloud.tls.insecure {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        builder.build().map_err(|source| Error::Transport {
+            method: "build",
+            url: self.cloud.auth_url.clone(),
+            source,
+        })
     }
 
     /// How many times this session has asked Keystone for a token.
@@ -341,8 +369,12 @@ fn select_endpoint(
 /// The most useful line of an OpenStack error body (`{"error": {"message"}}`, Glance's HTML-ish
 /// text, or the raw text), cut to a sane length.
 pub(crate) fn error_message(resp: reqwest::blocking::Response) -> String {
-    let text = resp.text().unwrap_or_default();
-    let from_json = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+    error_text(&resp.text().unwrap_or_default())
+}
+
+/// [`error_message`] of a body already read.
+pub(crate) fn error_text(text: &str) -> String {
+    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
         v["error"]["message"]
             .as_str()
             .or_else(|| v["message"].as_str())
@@ -351,7 +383,7 @@ pub(crate) fn error_message(resp: reqwest::blocking::Response) -> String {
     });
     let msg = from_json.unwrap_or_else(|| {
         // Glance's HTML error pages put the detail after the last `<br /><br />`.
-        let text = text.rsplit("<br /><br />").next().unwrap_or(&text);
+        let text = text.rsplit("<br /><br />").next().unwrap_or(text);
         let stripped: String = {
             let mut out = String::new();
             let mut in_tag = false;
