@@ -6,14 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::Method;
-use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::blocking::{Body, RequestBuilder, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::keystone::{API_TIMEOUT, Session, error_message, error_text};
+use crate::keystone::{API_TIMEOUT, Session, error_message};
 
 /// Image attributes Glance owns; they cannot be used as custom property names.
 pub const RESERVED_KEYS: &[&str] = &[
@@ -398,60 +397,27 @@ impl Glance {
     ) -> Result<(), Error> {
         let url = format!("{}/images/{id}/file", self.base);
         let token = self.session.token()?;
-        let client = self.session.upload_client()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Protocol {
+        let resp = self
+            .session
+            .http()
+            .put(&url)
+            .header("X-Auth-Token", token.secret.expose())
+            .header("Content-Type", "application/octet-stream")
+            .body(Body::sized(body, len))
+            .send()
+            .map_err(|source| Error::Transport {
                 method: "PUT",
                 url: url.clone(),
-                message: format!("cannot start the upload runtime: {e}"),
+                source,
             })?;
-        // A reader thread fills UPLOAD_CHUNK-sized buffers and hands them over; the runtime
-        // thread writes them to the socket. `exact` size hint + header: a sized body, never chunked.
-        let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_QUEUE);
-        let reader = std::thread::Builder::new()
-            .name("kiln-upload-read".into())
-            .spawn(move || pump(body, len, tx))
-            .map_err(|e| Error::Protocol {
-                method: "PUT",
-                url: url.clone(),
-                message: format!("cannot start the upload reader: {e}"),
-            })?;
-        let outcome = runtime.block_on(async {
-            let resp = client
-                .put(&url)
-                .header("X-Auth-Token", token.secret.expose())
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Length", len)
-                .body(reqwest::Body::wrap(ChannelBody { rx, remaining: len }))
-                .send()
-                .await?;
-            let status = resp.status();
-            let text = if status.is_success() {
-                String::new()
-            } else {
-                resp.text().await.unwrap_or_default()
-            };
-            Ok::<_, reqwest::Error>((status, text))
-        });
-        drop(runtime);
-        // The body (and its receiver) is gone, so the reader stops at its next send if it had
-        // not finished; joining it means the reader (and its hashes) is dropped before we return.
-        let _ = reader.join();
-        let (status, text) = outcome.map_err(|source| Error::Transport {
-            method: "PUT",
-            url: url.clone(),
-            source,
-        })?;
-        if status.is_success() {
+        if resp.status().is_success() {
             Ok(())
         } else {
             Err(Error::Http {
                 method: "PUT",
                 url,
-                status: status.as_u16(),
-                message: error_text(&text),
+                status: resp.status().as_u16(),
+                message: error_message(resp),
             })
         }
     }
@@ -481,89 +447,6 @@ impl Glance {
                 message: error_message(resp),
             })
         }
-    }
-}
-
-/// Bytes per buffer the upload reader hands to the socket writer (curl writes 64 KiB+; reqwest's
-/// blocking body 8 KiB).
-const UPLOAD_CHUNK: usize = 1 << 20;
-/// Buffers in flight between the reader thread and the socket writer.
-const UPLOAD_QUEUE: usize = 4;
-
-/// Reads exactly `len` bytes of `body` in [`UPLOAD_CHUNK`] buffers into `tx`; a read error, or
-/// the data ending early, is sent as the last item (it fails the request). Stops when the
-/// receiver is gone.
-fn pump(
-    mut body: impl std::io::Read,
-    len: u64,
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-) {
-    let mut left = len;
-    while left > 0 {
-        let want = usize::try_from(left.min(UPLOAD_CHUNK as u64)).unwrap_or(UPLOAD_CHUNK);
-        let mut buf = vec![0u8; want];
-        let mut filled = 0;
-        while filled < want {
-            match body.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "the file ended {} bytes short of its size",
-                            left - filled as u64
-                        ),
-                    )));
-                    return;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        }
-        left -= want as u64;
-        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-            return;
-        }
-    }
-}
-
-/// The upload body: the buffers [`pump`] sends, with an exact size (so hyper sends
-/// `Content-Length`, not chunks).
-struct ChannelBody {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-    remaining: u64,
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        if self.remaining == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        self.rx.poll_recv(cx).map(|item| match item {
-            Some(Ok(bytes)) => {
-                self.remaining -= bytes.len() as u64;
-                Some(Ok(http_body::Frame::data(bytes)))
-            }
-            Some(Err(e)) => Some(Err(e)),
-            None => Some(Err(std::io::Error::other("the upload reader stopped"))),
-        })
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 

@@ -21,15 +21,10 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(120);
 /// Timeout of API calls (not of uploads and downloads, which take as long as they take).
 pub const API_TIMEOUT: Duration = Duration::from_secs(120);
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const USER_AGENT: &str = concat!("kiln-glance/", env!("CARGO_PKG_VERSION"));
-
 /// An authenticated connection to one cloud.
 pub struct Session {
     cloud: CloudConfig,
     http: Client,
-    /// The CA certificates added to the system roots (`cacert`), kept for [`Session::upload_client`].
-    certs: Vec<reqwest::Certificate>,
     token: Mutex<Option<Token>>,
     refresh_margin: Duration,
     auth_count: AtomicU64,
@@ -77,10 +72,9 @@ impl Session {
     /// A session for `cloud`; nothing is sent until the first request needs a token.
     pub fn new(cloud: CloudConfig) -> Result<Self, Error> {
         let mut builder = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(Duration::from_secs(30))
             .timeout(None::<Duration>)
-            .user_agent(USER_AGENT);
-        let mut certs_kept = Vec::new();
+            .user_agent(concat!("kiln-glance/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cloud.tls.cacert {
             let pem = std::fs::read(path).map_err(|source| Error::CaCert {
                 path: path.clone(),
@@ -92,8 +86,7 @@ impl Session {
                     source,
                 }
             })?;
-            builder = builder.tls_certs_merge(certs.clone());
-            certs_kept = certs;
+            builder = builder.tls_certs_merge(certs);
         }
         if cloud.tls.insecure {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -106,7 +99,6 @@ impl Session {
         Ok(Session {
             cloud,
             http,
-            certs: certs_kept,
             token: Mutex::new(None),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             auth_count: AtomicU64::new(0),
@@ -125,26 +117,6 @@ impl Session {
 
     pub fn http(&self) -> &Client {
         &self.http
-    }
-
-    /// An async client with the same TLS settings, timeouts and user agent as [`Session::http`],
-    /// for uploads (see [`crate::glance::Glance::upload`]). Built per upload: its connections
-    /// live on the runtime the upload creates and drops.
-    pub fn upload_client(&self) -> Result<reqwest::Client, Error> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(USER_AGENT);
-        if !self.certs.is_empty() {
-            builder = builder.tls_certs_merge(self.certs.clone());
-        }
-        if self.cloud.tls.insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        builder.build().map_err(|source| Error::Transport {
-            method: "build",
-            url: self.cloud.auth_url.clone(),
-            source,
-        })
     }
 
     /// How many times this session has asked Keystone for a token.
@@ -369,12 +341,8 @@ fn select_endpoint(
 /// The most useful line of an OpenStack error body (`{"error": {"message"}}`, Glance's HTML-ish
 /// text, or the raw text), cut to a sane length.
 pub(crate) fn error_message(resp: reqwest::blocking::Response) -> String {
-    error_text(&resp.text().unwrap_or_default())
-}
-
-/// [`error_message`] of a body already read.
-pub(crate) fn error_text(text: &str) -> String {
-    let from_json = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+    let text = resp.text().unwrap_or_default();
+    let from_json = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
         v["error"]["message"]
             .as_str()
             .or_else(|| v["message"].as_str())
@@ -383,7 +351,7 @@ pub(crate) fn error_text(text: &str) -> String {
     });
     let msg = from_json.unwrap_or_else(|| {
         // Glance's HTML error pages put the detail after the last `<br /><br />`.
-        let text = text.rsplit("<br /><br />").next().unwrap_or(text);
+        let text = text.rsplit("<br /><br />").next().unwrap_or(&text);
         let stripped: String = {
             let mut out = String::new();
             let mut in_tag = false;
