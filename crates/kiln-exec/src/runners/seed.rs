@@ -9,7 +9,6 @@
 //! `KILN-CUSTOMIZE-OK` on ttyS0; otherwise `KILN-CUSTOMIZE-FAILED: <reason>`; then the guest powers
 //! off. The customize runner takes those lines as its evidence.
 
-use self::base64_lite::encode as b64;
 use kiln_cache::Staging;
 use kiln_plan::StepParams;
 use kiln_plan::step::{CustomizeSeedParams, FileContentParams, SeedAction};
@@ -173,39 +172,20 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     Ok(())
 }
 
-/// A tiny standard base64 encoder (cloud-init's `encoding: b64`), to avoid a dependency.
-mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Standard base64 (RFC 4648, padded), as cloud-init's `encoding: b64` expects.
+fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
 
-    pub fn encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    #[cfg(test)]
-    #[test]
-    fn encodes_like_rfc_4648() {
-        assert_eq!(encode(b""), "");
-        assert_eq!(encode(b"f"), "Zg==");
-        assert_eq!(encode(b"fo"), "Zm8=");
-        assert_eq!(encode(b"foo"), "Zm9v");
-        assert_eq!(encode(b"foobar"), "Zm9vYmFy");
-    }
+#[cfg(test)]
+#[test]
+fn b64_encodes_like_rfc_4648() {
+    assert_eq!(b64(b""), "");
+    assert_eq!(b64(b"f"), "Zg==");
+    assert_eq!(b64(b"fo"), "Zm8=");
+    assert_eq!(b64(b"foo"), "Zm9v");
+    assert_eq!(b64(b"foobar"), "Zm9vYmFy");
 }
 
 #[cfg(test)]
