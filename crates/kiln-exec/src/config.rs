@@ -348,7 +348,10 @@ fn host_node(
                     Diagnostic::new(
                         "invalid-uri",
                         at,
-                        format!("expected a URI string, found {}", kind(other)),
+                        format!(
+                            "expected a URI string, found {}",
+                            kiln_syntax::value_kind(other)
+                        ),
                     )
                     .label("not a string")
                     .help("e.g. `host \"qemu:///system\"`"),
@@ -433,21 +436,14 @@ fn host_node(
     Some((host, node_span))
 }
 
-fn kind(value: &KdlValue) -> &'static str {
-    match value {
-        KdlValue::String(_) => "a string",
-        KdlValue::Integer(_) => "an integer",
-        KdlValue::Float(_) => "a number",
-        KdlValue::Bool(_) => "a boolean",
-        KdlValue::Null => "`#null`",
-    }
-}
-
 fn expected(at: Span, key: &str, what: &str, found: &KdlValue) -> Diagnostic {
     Diagnostic::new(
         "invalid-value",
         at,
-        format!("`{key}` must be {what}, found {}", kind(found)),
+        format!(
+            "`{key}` must be {what}, found {}",
+            kiln_syntax::value_kind(found)
+        ),
     )
     .label(format!("not {what}"))
 }

@@ -19,6 +19,7 @@ pub mod suggest;
 pub mod template;
 pub mod units;
 
+pub use decode::reader::kind_of as value_kind;
 pub use diagnostic::{Diagnostic, render_text};
 pub use load::{
     FileSystem, LoadOptions, MemoryFs, RealFs, Workspace, collect_files, load, load_text, normalize,

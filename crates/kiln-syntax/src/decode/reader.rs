@@ -42,7 +42,7 @@ impl Cx<'_> {
 }
 
 /// The kind of a KDL value, for "expected X, found Y" messages.
-pub(crate) fn kind_of(value: &KdlValue) -> &'static str {
+pub fn kind_of(value: &KdlValue) -> &'static str {
     match value {
         KdlValue::String(_) => "a string",
         KdlValue::Integer(_) => "an integer",
