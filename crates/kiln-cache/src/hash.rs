@@ -7,7 +7,8 @@
 //! rather than the sum, and memory stays bounded (a few chunks in flight, recycled). With a single
 //! algorithm no thread is started: the digest runs inline.
 //!
-//! The digest code is assembly: AWS-LC's (linked already for rustls) for md5, sha1 and sha256, and the
+//! The digest code is assembly: AWS-LC's (linked already for rustls) for md5, sha1 and sha256 (md5 runs on
+//! one AVX-512 lane instead where the CPU has AVX-512VL, see `md5_avx512`), and the
 //! system's OpenSSL 3 for sha512 when `libcrypto.so.3` can be loaded (AWS-LC's otherwise). See
 //! docs/decisions/cache-hashing.md for the measurements.
 //!
@@ -24,6 +25,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 
 use serde::{Deserialize, Serialize};
+
+#[cfg(target_arch = "x86_64")]
+mod md5_avx512;
 
 /// Size of the chunks handed to the digest threads.
 pub const CHUNK: usize = 1 << 20;
@@ -150,7 +154,7 @@ impl Digests {
 
 /// One running digest.
 enum Engine {
-    Md5(lc::Md5),
+    Md5(Md5),
     Sha1(lc::Sha1),
     Sha256(lc::Sha256),
     Sha512(Sha512),
@@ -159,7 +163,7 @@ enum Engine {
 impl Engine {
     fn new(algo: Algo) -> Self {
         match algo {
-            Algo::Md5 => Engine::Md5(lc::Md5::new()),
+            Algo::Md5 => Engine::Md5(Md5::new()),
             Algo::Sha1 => Engine::Sha1(lc::Sha1::new()),
             Algo::Sha256 => Engine::Sha256(lc::Sha256::new()),
             Algo::Sha512 => Engine::Sha512(Sha512::new()),
@@ -181,6 +185,40 @@ impl Engine {
             Engine::Sha1(h) => hex::encode(h.finish()),
             Engine::Sha256(h) => hex::encode(h.finish()),
             Engine::Sha512(h) => hex::encode(h.finish()),
+        }
+    }
+}
+
+/// md5 on AVX-512 when the CPU has it (~20% faster: a step is 4 cycles deep instead of 5, see
+/// `md5_avx512`), else AWS-LC's assembly.
+enum Md5 {
+    #[cfg(target_arch = "x86_64")]
+    Avx512(md5_avx512::Md5),
+    Lc(lc::Md5),
+}
+
+impl Md5 {
+    fn new() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(h) = md5_avx512::Md5::new() {
+            return Md5::Avx512(h);
+        }
+        Md5::Lc(lc::Md5::new())
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Md5::Avx512(h) => h.update(data),
+            Md5::Lc(h) => h.update(data),
+        }
+    }
+
+    fn finish(self) -> [u8; 16] {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Md5::Avx512(h) => h.finish(),
+            Md5::Lc(h) => h.finish(),
         }
     }
 }
@@ -1036,6 +1074,15 @@ mod tests {
                     "{algo} of {len} bytes"
                 );
             }
+            // md5 is the AVX-512 one on CPUs that have it; the AWS-LC fallback must agree too.
+            let mut lc = lc::Md5::new();
+            lc.update(a);
+            lc.update(b);
+            assert_eq!(
+                hex::encode(lc.finish()),
+                rust[0].1(part),
+                "AWS-LC md5 of {len} bytes"
+            );
             // sha512 is OpenSSL's when libcrypto.so.3 loads; the AWS-LC fallback must agree too.
             let mut lc = lc::Sha512::new();
             lc.update(a);
@@ -1046,6 +1093,18 @@ mod tests {
                 "AWS-LC sha512 of {len} bytes"
             );
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn md5_runs_on_avx512_exactly_where_the_cpu_has_it() {
+        let picked = matches!(Md5::new(), Md5::Avx512(_));
+        assert_eq!(picked, md5_avx512::available());
+        assert_eq!(
+            md5_avx512::available(),
+            std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512f")
+        );
     }
 
     #[test]
