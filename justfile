@@ -101,7 +101,7 @@ bench-cache: setup
 
 # Glance upload benchmark: 1 GiB through kiln-glance vs `curl -T` to one local Glance (ratio, peak RSS).
 bench-glance: setup
-    scripts/openstack/bench-glance.sh 1024 2
+    scripts/openstack/bench-glance.sh 1024 6
 
 # Benchmark planning: 1,000 pipelines × a 10-cell matrix (load and plan times; target < 1 s).
 bench-plan:

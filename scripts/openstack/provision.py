@@ -1,7 +1,9 @@
 """Provision a freshly bootstrapped Keystone for kiln's tests.
 
-Run by start.sh with the venv's Python once Keystone answers. Creates two projects
-(`alpha`, `beta`) with one member user each, an application credential for the alpha
+Run by start.sh with the venv's Python once Keystone answers. Creates three projects
+(`alpha`, `beta`, `gamma`) with one member user each (`gamma-user` also has the role
+`image_import_only`, which Glance's policy.yaml from start.sh forbids `PUT …/file`: a cloud that
+takes image data only through the interoperable import), an application credential for the alpha
 user, the `image` service with its endpoints (RegionOne -> the local Glance; RegionTwo ->
 a closed port, so region selection is observable), and writes `clouds.yaml` plus
 `secure.yaml` (the secrets) into the state directory.
@@ -65,14 +67,20 @@ for region, url in (("RegionOne", glance), ("RegionTwo", REGION_TWO_GLANCE)):
             }
         })
 
+roles["image_import_only"] = call(
+    admin, "POST", "/roles", {"role": {"name": "image_import_only"}}
+)["role"]["id"]
+
 users = {}
-for name in ("alpha", "beta"):
+for name in ("alpha", "beta", "gamma"):
     project = call(admin, "POST", "/projects", {"project": {"name": name, "domain_id": "default"}})
     user = call(admin, "POST", "/users", {
         "user": {"name": f"{name}-user", "domain_id": "default", "password": USER_PASSWORD}
     })
     pid, uid = project["project"]["id"], user["user"]["id"]
     call(admin, "PUT", f"/projects/{pid}/users/{uid}/roles/{roles['member']}")
+    if name == "gamma":
+        call(admin, "PUT", f"/projects/{pid}/users/{uid}/roles/{roles['image_import_only']}")
     users[name] = uid
 
 # An application credential belongs to the user and the project its token is scoped to.
@@ -101,6 +109,7 @@ clouds = {
     "kiln-admin": password_cloud("admin", "admin"),
     "kiln-alpha": password_cloud("alpha-user", "alpha"),
     "kiln-beta": password_cloud("beta-user", "beta"),
+    "kiln-gamma": password_cloud("gamma-user", "gamma"),
     "kiln-alpha-region-two": password_cloud("alpha-user", "alpha", "RegionTwo"),
     "kiln-alpha-appcred": {
         "auth_type": "v3applicationcredential",
@@ -116,6 +125,7 @@ secure = {
     "kiln-admin": {"auth": {"password": admin_password}},
     "kiln-alpha": {"auth": {"password": USER_PASSWORD}},
     "kiln-beta": {"auth": {"password": USER_PASSWORD}},
+    "kiln-gamma": {"auth": {"password": USER_PASSWORD}},
     "kiln-alpha-region-two": {"auth": {"password": USER_PASSWORD}},
     "kiln-alpha-appcred": {"auth": {"application_credential_secret": appcred["secret"]}},
 }

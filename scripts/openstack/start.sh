@@ -53,7 +53,7 @@ glance="http://127.0.0.1:$gl_port"
 # A snapshot of a provisioned Keystone (its database, keys, clouds.yaml) is kept beside the venv
 # after the first start; later starts restore it and rewrite the endpoint URLs, which skips
 # keystone-manage and provisioning (most of the start time). The schema of a fresh Glance is kept too.
-snap="$venv/snapshot-v1"
+snap="$venv/snapshot-v2"
 if [ -e "$snap/.complete" ]; then
     admin_password="$(cat "$snap/admin_password")"
 else
@@ -105,6 +105,13 @@ user_domain_name = Default
 project_domain_name = Default
 [oslo_concurrency]
 lock_path = $state/glance/locks
+[oslo_policy]
+policy_file = $state/glance/policy.yaml
+EOF
+# Glance's default rule for PUT …/file, minus users with the role image_import_only (project gamma):
+# they must use the interoperable import (stage + glance-direct), as on clouds that forbid direct uploads.
+cat >"$state/glance/policy.yaml" <<'EOF'
+"upload_image": "(role:admin or (role:member and project_id:%(project_id)s)) and not role:image_import_only"
 EOF
 export OS_KEYSTONE_CONFIG_FILES="$state/keystone/keystone.conf"
 export OS_GLANCE_CONFIG_DIR="$state/glance"
@@ -208,4 +215,4 @@ OS_CLIENT_CONFIG_FILE=$state/clouds.yaml
 OS_CLIENT_SECURE_FILE=$state/secure.yaml
 EOF
 mv "$state/env.tmp" "$state/env"
-log "ready: clouds kiln-alpha, kiln-beta, kiln-alpha-appcred, kiln-admin in $state/clouds.yaml"
+log "ready: clouds kiln-alpha, kiln-beta, kiln-gamma (import only), kiln-alpha-appcred, kiln-admin in $state/clouds.yaml"

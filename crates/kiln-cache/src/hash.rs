@@ -522,8 +522,8 @@ fn cores() -> usize {
 }
 
 impl Pool {
-    fn new(algos: Vec<Algo>) -> Self {
-        let workers = algos.len().min(cores()).max(1);
+    fn new(algos: Vec<Algo>, max_threads: usize) -> Self {
+        let workers = algos.len().min(cores()).min(max_threads).max(1);
         let lanes = algos
             .into_iter()
             .map(|algo| Lane {
@@ -663,15 +663,22 @@ impl fmt::Debug for MultiHasher {
 }
 
 impl MultiHasher {
-    /// Starts hashing with `algos` (duplicates are ignored).
+    /// Starts hashing with `algos` (duplicates are ignored), on up to one thread per digest and core.
     pub fn new(algos: &[Algo]) -> Self {
+        Self::with_threads(algos, usize::MAX)
+    }
+
+    /// Like [`MultiHasher::new`] on at most `max_threads` digest threads (at least one), for data
+    /// that arrives slower than one core hashes it (an upload bound by its server): more threads
+    /// would only take CPU from the others on the machine in bursts.
+    pub fn with_threads(algos: &[Algo], max_threads: usize) -> Self {
         let mut algos = algos.to_vec();
         algos.sort();
         algos.dedup();
         let mode = if algos.len() <= 1 {
             Mode::Inline(algos.into_iter().map(|a| (a, Engine::new(a))).collect())
         } else {
-            Mode::Threads(Pool::new(algos))
+            Mode::Threads(Pool::new(algos, max_threads))
         };
         MultiHasher {
             mode,
@@ -827,9 +834,9 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(algos: &[Algo]) -> Self {
+    fn new(hasher: MultiHasher) -> Self {
         Pending {
-            hasher: Some(MultiHasher::new(algos)),
+            hasher: Some(hasher),
             bytes: 0,
             sink: None,
         }
@@ -883,9 +890,14 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R, algos: &[Algo]) -> Self {
+        Self::with_hasher(inner, MultiHasher::new(algos))
+    }
+
+    /// Hashes through `hasher` (e.g. one from [`MultiHasher::with_threads`]).
+    pub fn with_hasher(inner: R, hasher: MultiHasher) -> Self {
         HashingReader {
             inner,
-            pending: Pending::new(algos),
+            pending: Pending::new(hasher),
         }
     }
 
@@ -947,7 +959,7 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W, algos: &[Algo]) -> Self {
         HashingWriter {
             inner,
-            pending: Pending::new(algos),
+            pending: Pending::new(MultiHasher::new(algos)),
         }
     }
 

@@ -63,6 +63,7 @@ fn no_cloud(dir: &Path) -> PublishSettings {
         os_cloud: None,
         force: false,
         name_policy: NamePolicy::SameName,
+        upload_method: kiln_glance::UploadMethod::Auto,
     }
 }
 

@@ -96,6 +96,29 @@ pub enum Error {
     #[error("image `{id}` has no `{field}` in glance, so its data cannot be verified")]
     Unverifiable { id: String, field: &'static str },
 
+    #[error("glance does not offer the `{method}` import (it offers: {offered})")]
+    ImportUnavailable {
+        method: &'static str,
+        offered: String,
+    },
+
+    #[error(
+        "glance could not import the data of image `{id}` (now `{status}`): {message} (glance's log has the cause; data that is not `{disk_format}` is one)"
+    )]
+    ImportFailed {
+        id: String,
+        status: String,
+        message: String,
+        disk_format: String,
+    },
+
+    #[error("image `{id}` is still `{status}` {waited} s after its import was started")]
+    ImportTimeout {
+        id: String,
+        status: String,
+        waited: u64,
+    },
+
     #[error("invalid image property `{key}`: {reason}")]
     InvalidProperty { key: String, reason: String },
 

@@ -30,5 +30,7 @@ pub use download::{Downloaded, VerifiedStream, download, open_verified};
 pub use error::Error;
 pub use glance::{Glance, Image, ImageSpec, Visibility};
 pub use keystone::Session;
-pub use publish::{Action, NamePolicy, PublishOutcome, PublishRequest, UploadProgress, publish};
+pub use publish::{
+    Action, NamePolicy, PublishOutcome, PublishRequest, UploadMethod, UploadProgress, publish,
+};
 pub use secret::Secret;

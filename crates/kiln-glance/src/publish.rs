@@ -4,13 +4,17 @@
 //! 2. Unless forced, an active image with the same sha512 (`os_hash_value`) owned by the project
 //!    (and, by default, of the same name) is reused: its properties and tags are brought up to date
 //!    and nothing is uploaded.
-//! 3. Otherwise the image is created `queued`, the file is streamed with `Content-Length` while md5
-//!    and sha512 are computed in the same read, and Glance's `size`, `checksum` and `os_hash_value`
-//!    must equal ours. `protected` is set only after that.
+//! 3. Otherwise the image is created `queued` and the file is streamed with `Content-Length`; Glance's
+//!    `size`, `checksum` and `os_hash_value` must then equal ours. When the md5 and sha512 are known
+//!    (the cache recorded them as it wrote the artifact, or the caller states them) the file is sent
+//!    as it is and Glance's record is checked against them: that compares the bytes Glance stored with
+//!    the bytes kiln built, and leaves the CPU to Glance, whose own hashing bounds the upload. Otherwise
+//!    they are computed in the same read as the upload. `protected` is set only after that.
 //!
 //! Any failure after the create (transport error, 415, mismatch, Ctrl-C) deletes the image: Glance
 //! answers 500 to a second upload into the same image, so a retry always starts from a new one.
-//! A server error (5xx) on the upload is retried that way, up to [`UPLOAD_ATTEMPTS`] in all.
+//! A server error (5xx) on the upload, or a failed import task, is retried that way, up to
+//! [`UPLOAD_ATTEMPTS`] in all.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_cache::hash::{Algo, Digests, HashingReader, hash_file};
+use kiln_cache::hash::{Algo, Digests, HashingReader, MultiHasher, hash_file};
 use serde_json::{Value, json};
 
 use crate::cancel::{Cancel, CancellableReader, Cancelled};
@@ -29,6 +33,54 @@ use crate::marker;
 
 /// The digests kiln computes for every upload.
 pub const ALGOS: &[Algo] = &[Algo::Md5, Algo::Sha512];
+
+/// How the data reaches Glance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UploadMethod {
+    /// `PUT …/file`; when Glance forbids that (403: a cloud that takes data only through the
+    /// interoperable import) and offers `glance-direct`, the import on a new image.
+    #[default]
+    Auto,
+    /// `PUT /v2/images/{id}/file` only.
+    Put,
+    /// The interoperable import only: `PUT …/stage`, then `POST …/import` with `glance-direct`,
+    /// then wait for `active`.
+    GlanceDirect,
+}
+
+impl UploadMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadMethod::Auto => "auto",
+            UploadMethod::Put => "put",
+            UploadMethod::GlanceDirect => "glance-direct",
+        }
+    }
+}
+
+impl std::str::FromStr for UploadMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(UploadMethod::Auto),
+            "put" => Ok(UploadMethod::Put),
+            "glance-direct" => Ok(UploadMethod::GlanceDirect),
+            _ => Err(format!(
+                "upload method `{s}` is not one of `auto`, `put`, `glance-direct`"
+            )),
+        }
+    }
+}
+
+/// The import method kiln uses.
+const GLANCE_DIRECT: &str = "glance-direct";
+
+/// How long an import may take after its data is staged: Glance copies and hashes the staged file
+/// into the store in the background (~10 s per GiB on the test machine).
+fn import_deadline(size: u64) -> Duration {
+    Duration::from_secs(120) + Duration::from_secs(size / (5 << 20))
+}
 
 /// Which existing image with the same data may be reused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,11 +97,13 @@ pub enum NamePolicy {
 pub struct PublishRequest<'a> {
     pub path: &'a Path,
     pub spec: ImageSpec,
-    /// Digests already known (from the cache); they are still checked against the bytes sent.
+    /// md5 and sha512 already known (from the cache, or stated by the user): the dedup lookup needs no
+    /// read of the file, the upload computes no digest, and Glance's record must equal them.
     pub known: Option<Digests>,
     /// Upload even when an image with the same data exists.
     pub force: bool,
     pub name_policy: NamePolicy,
+    pub method: UploadMethod,
     pub cancel: Cancel,
     /// Told the bytes sent so far while the file streams to Glance.
     pub progress: Option<UploadProgress>,
@@ -155,6 +209,13 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
         }
     }
 
+    let mut import = match req.method {
+        UploadMethod::GlanceDirect => {
+            require_glance_direct(glance)?;
+            true
+        }
+        UploadMethod::Auto | UploadMethod::Put => false,
+    };
     let marker = BTreeMap::from([(marker::PROPERTY.to_owned(), marker::current())]);
     let mut attempt = 1;
     loop {
@@ -168,7 +229,7 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
             }
             Err(e) => return Err(e),
         };
-        let cause = match upload_and_verify(glance, req, &image, size, known.as_ref()) {
+        let cause = match upload_and_verify(glance, req, &image, size, known.as_ref(), import) {
             Ok((image, digests, took)) => {
                 return Ok(PublishOutcome {
                     image,
@@ -188,6 +249,16 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
                 delete_error: Box::new(delete_error),
             });
         }
+        if req.method == UploadMethod::Auto
+            && !import
+            && is_put_forbidden(&cause)
+            && !req.cancel.is_cancelled()
+            && glance.import_methods()?.iter().any(|m| m == GLANCE_DIRECT)
+        {
+            // The cloud takes data only through the interoperable import: not a retry, a switch.
+            import = true;
+            continue;
+        }
         if attempt >= UPLOAD_ATTEMPTS || !is_transient(&cause) || req.cancel.is_cancelled() {
             return Err(cause);
         }
@@ -204,14 +275,98 @@ pub const UPLOAD_ATTEMPTS: u32 = 3;
 
 /// A server error on the upload, worth a new attempt with a new image; anything the client caused
 /// (4xx, a hash mismatch, Ctrl-C) is not.
+/// Worth another attempt with a new image: a server error, or an import task that failed (Glance
+/// reports every import failure, a busy database as much as bad data, as "Internal Error").
 fn is_transient(e: &Error) -> bool {
     matches!(
         e,
         Error::Http {
             status: 500..=599,
             ..
-        }
+        } | Error::ImportFailed { .. }
     )
+}
+
+/// Glance refused `PUT …/file` by policy (clouds that allow only the interoperable import).
+fn is_put_forbidden(e: &Error) -> bool {
+    matches!(e, Error::Http { method: "PUT", status: 403, url, .. } if url.ends_with("/file"))
+}
+
+fn require_glance_direct(glance: &Glance) -> Result<(), Error> {
+    let offered = glance.import_methods()?;
+    if offered.iter().any(|m| m == GLANCE_DIRECT) {
+        Ok(())
+    } else {
+        Err(Error::ImportUnavailable {
+            method: GLANCE_DIRECT,
+            offered: if offered.is_empty() {
+                "none".to_owned()
+            } else {
+                offered.join(", ")
+            },
+        })
+    }
+}
+
+/// After `POST …/import`: polls the image until Glance has imported the staged data (`active`), the
+/// import failed (`os_glance_failed_import` set, or a status an import does not pass through), the
+/// deadline passed, or Ctrl-C.
+fn wait_imported(
+    glance: &Glance,
+    req: &PublishRequest<'_>,
+    id: &str,
+    size: u64,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let deadline = import_deadline(size);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        check(&req.cancel)?;
+        let image = glance.get(id)?;
+        let failed = image
+            .extra
+            .get("os_glance_failed_import")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        match (image.status.as_str(), failed) {
+            ("active", _) => return Ok(()),
+            ("importing" | "uploading", None) => {}
+            (status, failed) => {
+                return Err(Error::ImportFailed {
+                    id: id.to_owned(),
+                    status: status.to_owned(),
+                    message: import_failure(glance, id, failed),
+                    disk_format: req.spec.disk_format.clone(),
+                });
+            }
+        }
+        if started.elapsed() >= deadline {
+            return Err(Error::ImportTimeout {
+                id: id.to_owned(),
+                status: image.status,
+                waited: started.elapsed().as_secs(),
+            });
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Why an import failed, as far as Glance says: the message of the image's failed task, else the
+/// stores it failed for.
+fn import_failure(glance: &Glance, id: &str, failed_stores: Option<&str>) -> String {
+    let task = glance.image_tasks(id).ok().and_then(|tasks| {
+        tasks
+            .into_iter()
+            .rev()
+            .filter(|t| t.status == "failure")
+            .find_map(|t| t.message.filter(|m| !m.is_empty()))
+    });
+    match (task, failed_stores) {
+        (Some(m), _) => m,
+        (None, Some(stores)) => format!("the import into store(s) `{stores}` failed"),
+        (None, None) => "glance gave no reason".to_owned(),
+    }
 }
 
 fn check(cancel: &Cancel) -> Result<(), Error> {
@@ -314,23 +469,37 @@ fn upload_and_verify(
     image: &Image,
     size: u64,
     known: Option<&Digests>,
+    import: bool,
 ) -> Result<(Image, Digests, Duration), Error> {
     let file = File::open(req.path).map_err(|source| Error::Io {
         path: req.path.to_owned(),
         action: "open",
         source,
     })?;
-    let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, file), ALGOS);
-    let handle = reader.handle();
-    let body = ProgressReader {
-        inner: CancellableReader::new(reader, req.cancel.clone()),
-        progress: req.progress.clone(),
-        sent: 0,
-        reported: 0,
-        total: size,
-    };
+    let file = BufReader::with_capacity(1 << 20, file);
+    let known = known.filter(|d| d.covers(ALGOS));
+    let mut handle = None;
     let started = Instant::now();
-    let sent = glance.upload(&image.id, body, size);
+    let send = |body: ProgressReader<CancellableReader<Box<dyn Read + Send>>>| {
+        if import {
+            glance.stage(&image.id, body, size)?;
+            glance.import(&image.id, GLANCE_DIRECT)?;
+            wait_imported(glance, req, &image.id, size)
+        } else {
+            glance.upload(&image.id, body, size)
+        }
+    };
+    let sent = match known {
+        Some(_) => send(body(Box::new(file), req, size)),
+        None => {
+            // One digest thread: the upload is bound by Glance (~110 MiB/s here), which one core
+            // hashes md5 + sha512 well ahead of; a second thread would take CPU from Glance in
+            // bursts when both run on the same machine.
+            let mut reader = HashingReader::with_hasher(file, MultiHasher::with_threads(ALGOS, 1));
+            handle = Some(reader.handle());
+            send(body(Box::new(reader), req, size))
+        }
+    };
     let took = started.elapsed();
     if req.cancel.is_cancelled() {
         return Err(Error::Cancelled);
@@ -350,6 +519,31 @@ fn upload_and_verify(
             other => other,
         });
     }
+    let Some(handle) = handle else {
+        // Nothing was hashed here: Glance's record must equal the known digests, which proves the
+        // bytes it stored are the ones they were computed from.
+        let known = known
+            .expect("no hashing handle means the digests were known")
+            .clone();
+        return finish_upload(glance, req, image, size, known, took).map_err(|e| match e {
+            Error::Mismatch {
+                what,
+                expected,
+                actual,
+                ..
+            } if what.starts_with("md5") || what.starts_with("sha512") => Error::Mismatch {
+                what: if what.starts_with("md5") {
+                    "md5 (the file differs from its recorded digest)"
+                } else {
+                    "sha512 (the file differs from its recorded digest)"
+                },
+                subject: format!("`{}` as stored by glance", req.path.display()),
+                expected,
+                actual,
+            },
+            other => other,
+        });
+    };
     // reqwest stops reading at `Content-Length` without seeing end of input, so the digests are
     // published when it drops the reader, which can be a moment after the response arrived.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -372,23 +566,33 @@ fn upload_and_verify(
             actual: bytes.to_string(),
         });
     }
-    if let Some(known) = known {
-        for algo in ALGOS {
-            let (expected, actual) = (known.get(*algo), digests.get(*algo));
-            if expected != actual {
-                return Err(Error::Mismatch {
-                    what: if *algo == Algo::Md5 {
-                        "md5 (the file differs from its recorded digest)"
-                    } else {
-                        "sha512 (the file differs from its recorded digest)"
-                    },
-                    subject,
-                    expected: expected.unwrap_or_default().to_owned(),
-                    actual: actual.unwrap_or_default().to_owned(),
-                });
-            }
-        }
+    finish_upload(glance, req, image, size, digests, took)
+}
+
+/// The upload's body: the file (or its hashing reader), stoppable by Ctrl-C, reporting progress.
+fn body<R: Read + Send + 'static>(
+    inner: R,
+    req: &PublishRequest<'_>,
+    size: u64,
+) -> ProgressReader<CancellableReader<R>> {
+    ProgressReader {
+        inner: CancellableReader::new(inner, req.cancel.clone()),
+        progress: req.progress.clone(),
+        sent: 0,
+        reported: 0,
+        total: size,
     }
+}
+
+/// After a successful PUT: Glance's record must match `digests`; then `protected` is set.
+fn finish_upload(
+    glance: &Glance,
+    req: &PublishRequest<'_>,
+    image: &Image,
+    size: u64,
+    digests: Digests,
+    took: Duration,
+) -> Result<(Image, Digests, Duration), Error> {
     let stored = glance.get(&image.id)?;
     verify_stored(&stored, size, &digests)?;
     let stored = if req.spec.protected {

@@ -15,7 +15,8 @@ use crate::config::{ConfigSources, load};
 use crate::error::Error;
 use crate::glance::{Glance, ImageSpec, Visibility};
 use crate::keystone::Session;
-use crate::publish::{Action, NamePolicy, PublishRequest, publish};
+use crate::publish::{Action, NamePolicy, PublishRequest, UploadMethod, publish};
+use kiln_cache::hash::{Algo, Digests};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -74,6 +75,25 @@ pub struct PublishArgs {
     /// Reuse an image with the same data whatever its name.
     #[arg(long)]
     pub reuse_any_name: bool,
+    /// How the data reaches Glance: `put` (`PUT …/file`), `glance-direct` (the interoperable
+    /// import: stage, import, wait), or `auto`: `put`, and the import when Glance forbids `put`.
+    #[arg(long, default_value = "auto")]
+    pub upload_method: UploadMethod,
+    /// The file's expected md5 (hex), e.g. from a vendor's checksum list; needs `--sha512`. The file is
+    /// then not hashed here: the dedup lookup uses it, and Glance's `checksum` must equal it.
+    #[arg(long, value_parser = hex_digest::<32>, requires = "sha512")]
+    pub md5: Option<String>,
+    /// The file's expected sha512 (hex); needs `--md5`. Glance's `os_hash_value` must equal it.
+    #[arg(long, value_parser = hex_digest::<128>, requires = "md5")]
+    pub sha512: Option<String>,
+}
+
+fn hex_digest<const LEN: usize>(s: &str) -> Result<String, String> {
+    if s.len() == LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!("`{s}` is not {LEN} hex digits"))
+    }
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -84,6 +104,15 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 }
 
 impl PublishArgs {
+    /// The digests given with `--md5` and `--sha512`.
+    pub fn known(&self) -> Option<Digests> {
+        let (md5, sha512) = (self.md5.clone()?, self.sha512.clone()?);
+        let mut d = Digests::default();
+        d.set(Algo::Md5, md5);
+        d.set(Algo::Sha512, sha512);
+        Some(d)
+    }
+
     pub fn spec(&self) -> ImageSpec {
         ImageSpec {
             name: self.name.clone(),
@@ -96,6 +125,20 @@ impl PublishArgs {
             properties: self.properties.iter().cloned().collect::<BTreeMap<_, _>>(),
             tags: self.tags.iter().cloned().collect::<BTreeSet<_>>(),
         }
+    }
+}
+
+impl clap::ValueEnum for UploadMethod {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            UploadMethod::Auto,
+            UploadMethod::Put,
+            UploadMethod::GlanceDirect,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 
@@ -131,8 +174,9 @@ pub fn run_publish(
         &PublishRequest {
             path: &args.file,
             spec: args.spec(),
-            known: None,
+            known: args.known(),
             force: args.force,
+            method: args.upload_method,
             name_policy: if args.reuse_any_name {
                 NamePolicy::AnyName
             } else {

@@ -13,7 +13,7 @@ use kiln_cache::hash::{Algo, Digests};
 use kiln_glance::config::AuthMethod;
 use kiln_glance::{
     Action, Cancel, Error, Glance, ImageSpec, NamePolicy, PublishRequest, Secret, Session,
-    Visibility, download, publish,
+    UploadMethod, Visibility, download, publish,
 };
 
 fn request<'a>(path: &'a std::path::Path, spec: ImageSpec) -> PublishRequest<'a> {
@@ -23,6 +23,7 @@ fn request<'a>(path: &'a std::path::Path, spec: ImageSpec) -> PublishRequest<'a>
         known: None,
         force: false,
         name_policy: NamePolicy::SameName,
+        method: UploadMethod::Auto,
         cancel: Cancel::new(),
         progress: None,
     }
@@ -411,5 +412,122 @@ fn ctrl_c_during_upload_deletes_the_image() {
     assert!(
         images_named(&glance, &name).is_empty(),
         "the cancelled image was left behind"
+    );
+}
+
+#[test]
+fn glance_direct_import_publishes_a_verified_image() {
+    // The interoperable import: stage, import with `glance-direct`, wait for `active`; the digests
+    // come from the cache (known), so nothing is hashed while sending and Glance's record is
+    // checked against them.
+    let os = openstack();
+    let dir = tempfile::tempdir().unwrap();
+    let qcow2 = make_qcow2(dir.path(), 2);
+    let glance = os.glance("kiln-alpha");
+    let name = unique("import");
+    let md5 = coreutils_digest("md5sum", &qcow2);
+    let sha512 = coreutils_digest("sha512sum", &qcow2);
+    let mut known = Digests::default();
+    known.set(Algo::Md5, md5.clone());
+    known.set(Algo::Sha512, sha512.clone());
+
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut req = request(&qcow2, qcow2_spec(&name));
+    req.method = UploadMethod::GlanceDirect;
+    req.known = Some(known);
+    req.force = true;
+    req.progress = Some(kiln_glance::UploadProgress::new({
+        let reports = reports.clone();
+        move |sent, total| reports.lock().unwrap().push((sent, total))
+    }));
+    let out = publish(&glance, &req).unwrap();
+    assert_eq!(out.action, Action::Uploaded);
+    let len = std::fs::metadata(&qcow2).unwrap().len();
+    assert_eq!(reports.lock().unwrap().last(), Some(&(len, len)));
+
+    let image = glance.get(&out.image.id).unwrap();
+    assert_eq!(image.status, "active");
+    assert_eq!(image.size, Some(len));
+    assert_eq!(image.checksum.as_deref(), Some(md5.as_str()));
+    assert_eq!(image.os_hash_value.as_deref(), Some(sha512.as_str()));
+    assert_eq!(
+        image.properties().get("os_type").map(String::as_str),
+        Some("linux")
+    );
+    // It went through the import: Glance recorded the task (which may still be wrapping up when
+    // the image is already `active`).
+    let tasks = glance.image_tasks(&image.id).unwrap();
+    assert!(
+        !tasks.is_empty() && tasks.iter().all(|t| t.status != "failure"),
+        "no import task, or a failed one: {tasks:?}"
+    );
+    assert_eq!(images_named(&glance, &name).len(), 1);
+    delete_all(&glance, &name);
+}
+
+#[test]
+fn a_cloud_that_forbids_put_gets_the_import_in_auto_mode_and_a_clear_error_in_put_mode() {
+    // Project gamma's user may not `PUT …/file` (Glance's policy.yaml from start.sh), like clouds
+    // that take data only through the interoperable import.
+    let os = openstack();
+    let dir = tempfile::tempdir().unwrap();
+    let qcow2 = make_qcow2(dir.path(), 1);
+    let glance = os.glance("kiln-gamma");
+    let name = unique("import-only");
+
+    let mut req = request(&qcow2, qcow2_spec(&name));
+    req.method = UploadMethod::Put;
+    let err = publish(&glance, &req).unwrap_err();
+    assert!(
+        matches!(err, Error::Http { status: 403, .. }),
+        "expected a 403 on PUT: {err:?}"
+    );
+    assert!(err.to_string().contains("/file` answered 403"), "{err}");
+    assert!(
+        images_named(&glance, &name).is_empty(),
+        "the refused image was left behind"
+    );
+
+    req.method = UploadMethod::Auto;
+    let out = publish(&glance, &req).unwrap();
+    assert_eq!(out.action, Action::Uploaded);
+    let image = glance.get(&out.image.id).unwrap();
+    assert_eq!(image.status, "active");
+    assert_eq!(
+        image.os_hash_value.as_deref(),
+        Some(coreutils_digest("sha512sum", &qcow2).as_str())
+    );
+    // Exactly one image: the one refused on PUT was deleted before the import started.
+    assert_eq!(images_named(&glance, &name).len(), 1);
+    delete_all(&glance, &name);
+}
+
+#[test]
+fn failed_import_is_a_clear_error_and_leaves_no_image() {
+    // Glance inspects imported data like uploaded data: a raw file declared qcow2 fails the import
+    // task; kiln reports Glance's reason and deletes the image.
+    let os = openstack();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    random_file(&raw, 1 << 20);
+    let glance = os.glance("kiln-alpha");
+    let name = unique("import-bad");
+
+    let mut req = request(&raw, qcow2_spec(&name));
+    req.method = UploadMethod::GlanceDirect;
+    let err = publish(&glance, &req).unwrap_err();
+    let msg = err.to_string();
+    eprintln!("the failed import: {msg}");
+    assert!(
+        matches!(
+            err,
+            Error::ImportFailed { .. } | Error::FormatRejected { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(!msg.contains("glance gave no reason"), "{msg}");
+    assert!(
+        images_named(&glance, &name).is_empty(),
+        "the failed import left its image behind"
     );
 }

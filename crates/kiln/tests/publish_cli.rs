@@ -208,6 +208,38 @@ fn tiny_image_is_built_and_published_then_reused_by_build_and_publish() {
     assert_ne!(s3["published"][0]["id"], id.as_str());
     assert_eq!(openstack::images_named(&glance, &name).len(), 2);
     cleanup(&glance, &name);
+
+    // A cloud that forbids `PUT …/file` (the harness's project gamma): `--upload-method put` fails
+    // with Glance's 403 and leaves no image; the default, `auto`, switches to the glance-direct
+    // import, and Glance's record matches the cache's digests.
+    let gamma = os.glance("kiln-gamma");
+    let on_gamma = |args: &[&str]| {
+        run({
+            let mut c = kiln(&os, dir.path(), args);
+            c.args(["--os-cloud", "kiln-gamma"]);
+            c
+        })
+    };
+    let refused = on_gamma(&["publish", file_arg, "--upload-method", "put"]);
+    assert_ne!(refused.status.code(), Some(0));
+    let refused_text = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(refused_text.contains("answered 403"), "{refused_text}");
+    assert!(openstack::images_named(&gamma, &name).is_empty());
+    let imported = on_gamma(&["publish", file_arg, "--json"]);
+    assert_eq!(imported.status.code(), Some(0));
+    let s4 = summary(&imported);
+    assert_eq!(s4["published"][0]["action"], "created", "{s4}");
+    let image = gamma
+        .get(s4["published"][0]["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(image.status, "active");
+    assert_eq!(
+        image.os_hash_value.as_deref(),
+        Some(openstack::coreutils_digest("sha512sum", &image_path).as_str())
+    );
+    assert_eq!(openstack::images_named(&gamma, &name).len(), 1);
+    cleanup(&gamma, &name);
 }
 
 #[test]
@@ -414,6 +446,7 @@ fn upload_iso(glance: &Glance, path: &Path, name: &str) -> String {
         known: None,
         force: true,
         name_policy: kiln_glance::NamePolicy::SameName,
+        method: kiln_glance::UploadMethod::Auto,
         cancel: kiln_glance::Cancel::new(),
         progress: None,
     };

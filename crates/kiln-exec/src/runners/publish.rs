@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use kiln_cache::hash::{Algo, Digests};
 use kiln_glance::{
     Action, Cancel, ConfigSources, Glance, ImageSpec, NamePolicy, PublishRequest, Session,
-    UploadProgress,
+    UploadMethod, UploadProgress,
 };
 use kiln_plan::step::PublishParams;
 use kiln_plan::{Step, StepParams};
@@ -38,6 +38,8 @@ pub struct PublishSettings {
     pub force: bool,
     /// Which identical image may be reused.
     pub name_policy: NamePolicy,
+    /// How the data reaches Glance (`--upload-method`).
+    pub upload_method: UploadMethod,
 }
 
 impl PublishSettings {
@@ -50,6 +52,7 @@ impl PublishSettings {
             os_cloud: None,
             force: false,
             name_policy: NamePolicy::SameName,
+            upload_method: UploadMethod::Auto,
         }
     }
 }
@@ -223,6 +226,7 @@ pub(crate) fn run(
         known,
         force: clouds.settings.force,
         name_policy: clouds.settings.name_policy,
+        method: clouds.settings.upload_method,
         cancel: Cancel::from_flag(cx.env.cancel.flag()),
         progress: Some({
             let progress = cx.progress();
@@ -535,6 +539,7 @@ mod tests {
             os_cloud: None,
             force: false,
             name_policy: NamePolicy::SameName,
+            upload_method: UploadMethod::Auto,
         });
         let err = clouds.connect(None).unwrap_err();
         assert!(err.contains("no cloud selected"), "{err}");

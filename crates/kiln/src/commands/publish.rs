@@ -12,7 +12,7 @@ use kiln_exec::build::{
 };
 use kiln_exec::runners::publish::{PublishSettings, render_published};
 use kiln_exec::scheduler::TaskStatus;
-use kiln_glance::NamePolicy;
+use kiln_glance::{NamePolicy, UploadMethod};
 
 use crate::cli::{GlobalArgs, PipelineArgs, SelectArgs};
 use crate::exit_codes;
@@ -24,6 +24,11 @@ pub struct CloudArgs {
     /// (default: `OS_CLOUD`, else the `OS_*` variables).
     #[arg(long, value_name = "NAME")]
     pub os_cloud: Option<String>,
+    /// How image data reaches Glance: `put` (`PUT …/file`), `glance-direct` (the interoperable
+    /// import: stage, import, wait for `active`), or `auto`: `put`, switching to the import when
+    /// the cloud forbids `put`.
+    #[arg(long, value_name = "METHOD", default_value = "auto")]
+    pub upload_method: UploadMethod,
 }
 
 impl CloudArgs {
@@ -38,6 +43,7 @@ impl CloudArgs {
             } else {
                 NamePolicy::SameName
             },
+            upload_method: self.upload_method,
             ..PublishSettings::from_process()
         }
     }
