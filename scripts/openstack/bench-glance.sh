@@ -40,6 +40,8 @@ export OS_CLIENT_CONFIG_FILE OS_CLIENT_SECURE_FILE OS_CLOUD=kiln-alpha
 file="$work/image.raw"
 echo "bench-glance: writing $size_mib MiB of random data" >&2
 head -c "$((size_mib << 20))" /dev/urandom >"$file"
+# Flush the new file's pages now: their writeback would otherwise fall on the first round's upload.
+sync
 md5=$(md5sum "$file" | cut -d' ' -f1)
 sha512=$(sha512sum "$file" | cut -d' ' -f1)
 bytes=$(stat -c %s "$file")

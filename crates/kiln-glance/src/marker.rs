@@ -1,6 +1,6 @@
-//! The `kiln_uploader` property kiln puts on every image it creates, and the rule that decides when
-//! a half-made image (`queued`, `saving`, `uploading`, `importing`) left by an earlier kiln run is
-//! stale and may be deleted.
+//! The `kiln_uploader` property kiln puts on every image it creates (and removes once its data is
+//! verified), and the rule that decides when a half-made image (`queued`, `saving`, `uploading`,
+//! `importing`) left by an earlier kiln run is stale and may be deleted.
 //!
 //! The value is `<boot id>/<pid>/<process start time>` of the uploading process. An image whose
 //! marker names this machine's current boot is stale when that process no longer exists (the PID

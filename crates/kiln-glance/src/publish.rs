@@ -584,7 +584,9 @@ fn body<R: Read + Send + 'static>(
     }
 }
 
-/// After a successful PUT: Glance's record must match `digests`; then `protected` is set.
+/// After a successful PUT or import: Glance's record must match `digests`; then, in one PATCH, the
+/// `kiln_uploader` marker is removed (it only matters while an image is half-made) and `protected`
+/// set when asked for.
 fn finish_upload(
     glance: &Glance,
     req: &PublishRequest<'_>,
@@ -595,13 +597,17 @@ fn finish_upload(
 ) -> Result<(Image, Digests, Duration), Error> {
     let stored = glance.get(&image.id)?;
     verify_stored(&stored, size, &digests)?;
-    let stored = if req.spec.protected {
-        glance.patch(
-            &image.id,
-            &[json!({ "op": "replace", "path": "/protected", "value": true })],
-        )?
-    } else {
+    let mut ops = Vec::new();
+    if stored.extra.contains_key(marker::PROPERTY) {
+        ops.push(json!({ "op": "remove", "path": format!("/{}", marker::PROPERTY) }));
+    }
+    if req.spec.protected {
+        ops.push(json!({ "op": "replace", "path": "/protected", "value": true }));
+    }
+    let stored = if ops.is_empty() {
         stored
+    } else {
+        glance.patch(&image.id, &ops)?
     };
     Ok((stored, digests, took))
 }
