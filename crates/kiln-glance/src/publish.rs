@@ -273,10 +273,9 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
 /// database, an overloaded store: 500, 502, 503, 504). Each attempt uses a new image.
 pub const UPLOAD_ATTEMPTS: u32 = 3;
 
-/// A server error on the upload, worth a new attempt with a new image; anything the client caused
-/// (4xx, a hash mismatch, Ctrl-C) is not.
 /// Worth another attempt with a new image: a server error, or an import task that failed (Glance
 /// reports every import failure, a busy database as much as bad data, as "Internal Error").
+/// Anything else the client caused (4xx, a hash mismatch, Ctrl-C) is not.
 fn is_transient(e: &Error) -> bool {
     matches!(
         e,
@@ -525,24 +524,7 @@ fn upload_and_verify(
         let known = known
             .expect("no hashing handle means the digests were known")
             .clone();
-        return finish_upload(glance, req, image, size, known, took).map_err(|e| match e {
-            Error::Mismatch {
-                what,
-                expected,
-                actual,
-                ..
-            } if what.starts_with("md5") || what.starts_with("sha512") => Error::Mismatch {
-                what: if what.starts_with("md5") {
-                    "md5 (the file differs from its recorded digest)"
-                } else {
-                    "sha512 (the file differs from its recorded digest)"
-                },
-                subject: format!("`{}` as stored by glance", req.path.display()),
-                expected,
-                actual,
-            },
-            other => other,
-        });
+        return finish_upload(glance, req, image, size, known, took, true);
     };
     // reqwest stops reading at `Content-Length` without seeing end of input, so the digests are
     // published when it drops the reader, which can be a moment after the response arrived.
@@ -566,7 +548,7 @@ fn upload_and_verify(
             actual: bytes.to_string(),
         });
     }
-    finish_upload(glance, req, image, size, digests, took)
+    finish_upload(glance, req, image, size, digests, took, false)
 }
 
 /// The upload's body: the file (or its hashing reader), stoppable by Ctrl-C, reporting progress.
@@ -584,9 +566,9 @@ fn body<R: Read + Send + 'static>(
     }
 }
 
-/// After a successful PUT or import: Glance's record must match `digests`; then, in one PATCH, the
-/// `kiln_uploader` marker is removed (it only matters while an image is half-made) and `protected`
-/// set when asked for.
+/// After a successful PUT or import: Glance's record must match `digests` (`recorded`: the cache's
+/// record, see [`verify_against`]); then, in one PATCH, the `kiln_uploader` marker is removed (it
+/// only matters while an image is half-made) and `protected` set when asked for.
 fn finish_upload(
     glance: &Glance,
     req: &PublishRequest<'_>,
@@ -594,9 +576,10 @@ fn finish_upload(
     size: u64,
     digests: Digests,
     took: Duration,
+    recorded: bool,
 ) -> Result<(Image, Digests, Duration), Error> {
     let stored = glance.get(&image.id)?;
-    verify_stored(&stored, size, &digests)?;
+    verify_against(&stored, size, &digests, recorded)?;
     let mut ops = Vec::new();
     if stored.extra.contains_key(marker::PROPERTY) {
         ops.push(json!({ "op": "remove", "path": format!("/{}", marker::PROPERTY) }));
@@ -625,6 +608,17 @@ fn is_cancel(e: &reqwest::Error) -> bool {
 
 /// Glance's record of an uploaded image must match what was sent.
 pub fn verify_stored(stored: &Image, size: u64, digests: &Digests) -> Result<(), Error> {
+    verify_against(stored, size, digests, false)
+}
+
+/// [`verify_stored`] with `recorded`: the digests are the cache's record of the file (nothing was
+/// hashed while sending), so a mismatch means the file differs from its recorded digest.
+fn verify_against(
+    stored: &Image,
+    size: u64,
+    digests: &Digests,
+    recorded: bool,
+) -> Result<(), Error> {
     let id = stored.id.clone();
     if stored.status != "active" {
         return Err(Error::NotActive {
@@ -665,13 +659,17 @@ pub fn verify_stored(stored: &Image, size: u64, digests: &Digests) -> Result<(),
         id: id.clone(),
         field: "os_hash_value",
     })?;
-    for (what, theirs, ours) in [
-        ("md5 (glance `checksum`)", md5, digests.get(Algo::Md5)),
+    let (md5_what, sha512_what) = if recorded {
         (
-            "sha512 (glance `os_hash_value`)",
-            sha512,
-            digests.get(Algo::Sha512),
-        ),
+            "md5 (the file differs from its recorded digest; glance `checksum`)",
+            "sha512 (the file differs from its recorded digest; glance `os_hash_value`)",
+        )
+    } else {
+        ("md5 (glance `checksum`)", "sha512 (glance `os_hash_value`)")
+    };
+    for (what, theirs, ours) in [
+        (md5_what, md5, digests.get(Algo::Md5)),
+        (sha512_what, sha512, digests.get(Algo::Sha512)),
     ] {
         let ours = ours.unwrap_or_default();
         if !theirs.eq_ignore_ascii_case(ours) {

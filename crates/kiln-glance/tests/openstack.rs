@@ -238,8 +238,9 @@ fn recorded_digest_that_does_not_match_the_file_fails_and_leaves_no_image() {
 
     let err = publish(&glance, &req).unwrap_err();
     assert!(
-        err.to_string()
-            .starts_with("md5 (the file differs from its recorded digest) mismatch"),
+        err.to_string().starts_with(
+            "md5 (the file differs from its recorded digest; glance `checksum`) mismatch"
+        ),
         "{err}"
     );
     assert!(images_named(&glance, &name).is_empty());
