@@ -232,21 +232,27 @@ fn sigint_mid_install_destroys_the_guest_and_commits_nothing() {
     assert!(staging.is_empty(), "staging left: {staging:?}");
 }
 
+/// `a.kdl` and `b.kdl`: tiny images `<prefix>-a` and `<prefix>-b` with different disks, so that
+/// nothing but the fetch is shared.
+fn two_pipelines(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
+    let a = write(
+        dir,
+        "a.kdl",
+        &tiny_pipeline(&format!("{prefix}-a"), "tiny.iso", "60s"),
+    );
+    let b = write(
+        dir,
+        "b.kdl",
+        &tiny_pipeline(&format!("{prefix}-b"), "tiny.iso", "60s").replace("1GiB", "2GiB"),
+    );
+    (a, b)
+}
+
 #[test]
 fn two_pipelines_build_in_parallel_on_one_host() {
     let dir = workdir();
     fixtures(dir.path());
-    // Two images with different disks, so nothing but the fetch is shared.
-    let a = write(
-        dir.path(),
-        "a.kdl",
-        &tiny_pipeline("par-a", "tiny.iso", "60s"),
-    );
-    let b = write(
-        dir.path(),
-        "b.kdl",
-        &tiny_pipeline("par-b", "tiny.iso", "60s").replace("1GiB", "2GiB"),
-    );
+    let (a, b) = two_pipelines(dir.path(), "par");
     let run = common::run_id("par");
     let mut opts = options(dir.path(), &run);
     opts.hosts[0].capacity = kiln_exec::Capacity {
@@ -346,16 +352,7 @@ impl Sink for Recorder {
 fn two_hosts_from_a_project_file_each_run_a_guest() {
     let dir = workdir();
     fixtures(dir.path());
-    let a = write(
-        dir.path(),
-        "a.kdl",
-        &tiny_pipeline("hosts-a", "tiny.iso", "60s"),
-    );
-    let b = write(
-        dir.path(),
-        "b.kdl",
-        &tiny_pipeline("hosts-b", "tiny.iso", "60s").replace("1GiB", "2GiB"),
-    );
+    let (a, b) = two_pipelines(dir.path(), "hosts");
     let second = "qemu+unix:///system?socket=/run/libvirt/libvirt-sock";
     let cfg = kiln_exec::parse_config(
         &dir.path().join("kiln.kdl"),

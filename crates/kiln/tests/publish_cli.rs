@@ -352,20 +352,11 @@ fn ctrl_c_during_publish_deletes_the_image_and_after_sigkill_a_rerun_leaves_exac
     let file = pipeline(dir.path(), &name, "raw");
     let file_arg = file.to_str().unwrap();
 
-    let built = run({
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        c.args([
-            "build",
-            file_arg,
-            "--no-publish",
-            "--accel",
-            "tcg",
-            "--cache-dir",
-        ])
-        .arg(dir.path().join("cache"))
-        .current_dir(dir.path());
-        c
-    });
+    let built = run(kiln(
+        &os,
+        dir.path(),
+        &["build", file_arg, "--no-publish", "--accel", "tcg"],
+    ));
     assert_eq!(built.status.code(), Some(0));
 
     // Ctrl-C (SIGINT) in the middle of the upload: the half-made image is deleted, status 130.
