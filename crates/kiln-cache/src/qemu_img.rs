@@ -271,6 +271,36 @@ impl QemuImg {
         self.run(args).map(drop)
     }
 
+    /// The first `count` 512-byte sectors of the image at `src`, read as `format` (stated, never
+    /// probed: the image may hold what a guest wrote) into the raw file `dest`
+    /// (`qemu-img dd`).
+    ///
+    /// # Errors
+    /// The tool failed.
+    pub fn head(
+        &self,
+        src: &Path,
+        format: &str,
+        count: u32,
+        dest: &Path,
+    ) -> Result<(), CacheError> {
+        let input = format!("if={}", src.to_string_lossy());
+        let output = format!("of={}", dest.to_string_lossy());
+        let count = format!("count={count}");
+        let args: [&OsStr; 9] = [
+            "dd".as_ref(),
+            "-f".as_ref(),
+            format.as_ref(),
+            "-O".as_ref(),
+            "raw".as_ref(),
+            "bs=512".as_ref(),
+            count.as_ref(),
+            input.as_ref(),
+            output.as_ref(),
+        ];
+        self.run(args).map(drop)
+    }
+
     fn describe<'a>(&self, args: impl IntoIterator<Item = &'a OsStr>) -> String {
         let mut s = self.program.to_string_lossy().into_owned();
         for a in args {

@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+pub use kiln_syntax::model::{DiskBus, NicModel};
+
 /// Prefix of every domain kiln defines, so leaked domains are easy to find and remove.
 pub const DOMAIN_PREFIX: &str = "kiln-";
 
@@ -65,13 +67,25 @@ impl DiskFormat {
     }
 }
 
-/// A writable virtio disk.
+/// A writable disk.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Disk {
     /// Image file.
     pub path: PathBuf,
     /// Its format.
     pub format: DiskFormat,
+}
+
+/// A direct kernel boot: QEMU loads the kernel and initrd itself (fw_cfg), with this command
+/// line, in place of the firmware's boot devices; works with SeaBIOS and OVMF alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KernelBoot {
+    /// The kernel image file.
+    pub kernel: PathBuf,
+    /// The initrd file.
+    pub initrd: PathBuf,
+    /// The command line.
+    pub cmdline: String,
 }
 
 /// How extra answer media are attached.
@@ -130,8 +144,12 @@ pub struct DomainSpec {
     pub vcpus: u32,
     /// Memory in MiB.
     pub memory_mib: u64,
-    /// Root disk, `vda`.
+    /// Root disk: `vda` on virtio, else the first disk of its bus.
     pub root_disk: Option<Disk>,
+    /// The root disk's bus.
+    pub disk_bus: DiskBus,
+    /// Boot this kernel instead of a boot device (the install of a kernel-booted installer).
+    pub kernel_boot: Option<KernelBoot>,
     /// Installer ISO, the first CD-ROM.
     pub installer_iso: Option<PathBuf>,
     /// Drivers ISO, the second CD-ROM.
@@ -144,8 +162,8 @@ pub struct DomainSpec {
     pub boot: BootFrom,
     /// Guest reset behaviour.
     pub on_reboot: OnReboot,
-    /// User-mode (slirp) networking with a virtio NIC.
-    pub user_network: bool,
+    /// User-mode (slirp) networking with a NIC of this model.
+    pub nic: Option<NicModel>,
 }
 
 /// A [`DomainSpec`] that cannot be expressed.
@@ -166,6 +184,12 @@ pub enum DomainXmlError {
     /// Boot from CD without a CD.
     #[error("boot from cdrom asked for, but no installer ISO is attached")]
     NoInstaller,
+    /// IDE disks need the i440fx machine's IDE controller.
+    #[error("disk bus `ide` needs machine `pc`: `q35` has no IDE controller")]
+    IdeOnQ35,
+    /// A kernel command line QEMU cannot pass on.
+    #[error("kernel command line must be one line of at most 2048 bytes")]
+    BadCmdline,
     /// Boot from disk without a disk.
     #[error("boot from disk asked for, but no root disk is attached")]
     NoRootDisk,
@@ -229,6 +253,20 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, DomainXmlError> {
             );
         }
     }
+    if let Some(k) = &spec.kernel_boot {
+        w(
+            &mut x,
+            format_args!("    <kernel>{}</kernel>\n", path(&k.kernel)?),
+        );
+        w(
+            &mut x,
+            format_args!("    <initrd>{}</initrd>\n", path(&k.initrd)?),
+        );
+        w(
+            &mut x,
+            format_args!("    <cmdline>{}</cmdline>\n", esc(&k.cmdline)),
+        );
+    }
     x.push_str("  </os>\n");
     x.push_str("  <features>\n    <acpi/>\n    <apic/>\n");
     if matches!(
@@ -264,17 +302,38 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, DomainXmlError> {
     };
     let mut cd_index = 0u8;
     let mut usb_index = 0u8;
-    let boot_cd = spec.boot == BootFrom::Cdrom;
+    let boot_cd = spec.boot == BootFrom::Cdrom && spec.kernel_boot.is_none();
+    // The root disk comes first on its bus, so it is `hda`/`sda` for the guest too; CD-ROMs on
+    // the same bus follow it.
+    let (root_dev, root_bus) = match spec.disk_bus {
+        DiskBus::Virtio => ("vda", "virtio"),
+        DiskBus::Scsi => ("sda", "scsi"),
+        DiskBus::Sata => ("sda", "sata"),
+        DiskBus::Ide => ("hda", "ide"),
+    };
     if let Some(disk) = &spec.root_disk {
-        let order = if boot_cd { 2 } else { 1 };
+        if (spec.disk_bus == DiskBus::Ide && cd_bus == "ide")
+            || (spec.disk_bus == DiskBus::Sata && cd_bus == "sata")
+        {
+            cd_index += 1;
+        }
+        // Boot order only when the firmware boots a device (not with a kernel boot).
+        let order = match (&spec.kernel_boot, boot_cd) {
+            (Some(_), _) => String::new(),
+            (None, true) => "      <boot order='2'/>\n".to_owned(),
+            (None, false) => "      <boot order='1'/>\n".to_owned(),
+        };
         w(
             &mut x,
             format_args!(
-                "    <disk type='file' device='disk'>\n      <driver name='qemu' type='{}' cache='unsafe' discard='unmap'/>\n      <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n      <boot order='{order}'/>\n    </disk>\n",
+                "    <disk type='file' device='disk'>\n      <driver name='qemu' type='{}' cache='unsafe' discard='unmap'/>\n      <source file='{}'/>\n      <target dev='{root_dev}' bus='{root_bus}'/>\n{order}    </disk>\n",
                 disk.format.as_str(),
                 path(&disk.path)?,
             ),
         );
+    }
+    if spec.disk_bus == DiskBus::Scsi && spec.root_disk.is_some() {
+        x.push_str("    <controller type='scsi' model='virtio-scsi'/>\n");
     }
     let mut cdrom = |x: &mut String, p: &Path, boot: Option<u8>| -> Result<(), DomainXmlError> {
         let dev = format!("{cd_prefix}{}", char::from(b'a' + cd_index));
@@ -328,8 +387,14 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, DomainXmlError> {
     } else {
         x.push_str("    <controller type='usb' model='qemu-xhci'/>\n");
     }
-    if spec.user_network {
-        x.push_str("    <interface type='user'>\n      <model type='virtio'/>\n    </interface>\n");
+    if let Some(nic) = spec.nic {
+        w(
+            &mut x,
+            format_args!(
+                "    <interface type='user'>\n      <model type='{}'/>\n    </interface>\n",
+                nic.name()
+            ),
+        );
     }
     w(
         &mut x,
@@ -377,8 +442,17 @@ fn validate(spec: &DomainSpec) -> Result<(), DomainXmlError> {
             .iter()
             .filter(|m| m.kind == MediaKind::Cdrom)
             .count();
-    if spec.machine == Machine::Pc && cdroms > 4 {
-        return Err(DomainXmlError::TooManyIde(cdroms));
+    let ide_disk = usize::from(spec.disk_bus == DiskBus::Ide && spec.root_disk.is_some());
+    if spec.machine == Machine::Pc && cdroms + ide_disk > 4 {
+        return Err(DomainXmlError::TooManyIde(cdroms + ide_disk));
+    }
+    if spec.disk_bus == DiskBus::Ide && spec.machine == Machine::Q35 {
+        return Err(DomainXmlError::IdeOnQ35);
+    }
+    if let Some(k) = &spec.kernel_boot
+        && (k.cmdline.len() > 2048 || k.cmdline.contains(['\n', '\r']))
+    {
+        return Err(DomainXmlError::BadCmdline);
     }
     let mut floppies = spec
         .extra_media
@@ -397,7 +471,9 @@ fn validate(spec: &DomainSpec) -> Result<(), DomainXmlError> {
         }
     }
     match spec.boot {
-        BootFrom::Cdrom if spec.installer_iso.is_none() => return Err(DomainXmlError::NoInstaller),
+        BootFrom::Cdrom if spec.installer_iso.is_none() && spec.kernel_boot.is_none() => {
+            return Err(DomainXmlError::NoInstaller);
+        }
         BootFrom::Disk if spec.root_disk.is_none() => return Err(DomainXmlError::NoRootDisk),
         _ => {}
     }

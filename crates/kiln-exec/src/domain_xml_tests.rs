@@ -22,7 +22,9 @@ fn install_spec() -> DomainSpec {
         serial_log: "/var/lib/kiln/run/console.log".into(),
         boot: BootFrom::Cdrom,
         on_reboot: OnReboot::Destroy,
-        user_network: false,
+        disk_bus: DiskBus::Virtio,
+        kernel_boot: None,
+        nic: None,
     }
 }
 
@@ -51,7 +53,9 @@ fn uefi_tpm_q35_windows_layout() {
             kind: MediaKind::Usb,
         }],
         on_reboot: OnReboot::Restart,
-        user_network: true,
+        disk_bus: DiskBus::Virtio,
+        kernel_boot: None,
+        nic: Some(NicModel::Virtio),
         ..install_spec()
     };
     insta::assert_snapshot!(domain_xml(&spec).unwrap());

@@ -23,8 +23,8 @@ pub use config::{
 };
 pub use console::{Console, Pattern};
 pub use domain_xml::{
-    BootFrom, DOMAIN_PREFIX, Disk, DiskFormat, DomainSpec, DomainType, DomainXmlError, Firmware,
-    Machine, Media, MediaKind, OnReboot, domain_xml,
+    BootFrom, DOMAIN_PREFIX, Disk, DiskBus, DiskFormat, DomainSpec, DomainType, DomainXmlError,
+    Firmware, KernelBoot, Machine, Media, MediaKind, NicModel, OnReboot, domain_xml,
 };
 pub use guest::{
     Cancel, Completion, Evidence, GuestError, GuestOutcome, GuestSpec, Persistence, Timings,

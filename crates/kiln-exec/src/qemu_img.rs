@@ -145,6 +145,12 @@ pub trait DiskTool: Send + Sync {
     /// # Errors
     /// The tool failed or printed something unexpected.
     fn info(&self, path: &Path) -> Result<ImageInfo, QemuImgError>;
+
+    /// The first `sectors` 512-byte sectors of the image at `path`, read as `format`.
+    ///
+    /// # Errors
+    /// The tool failed, or its output could not be read.
+    fn head(&self, path: &Path, format: DiskFormat, sectors: u32) -> Result<Vec<u8>, QemuImgError>;
 }
 
 /// The real `qemu-img` (kiln-cache's runner: children die with kiln).
@@ -226,6 +232,29 @@ impl DiskTool for QemuImg {
 
     fn info(&self, path: &Path) -> Result<ImageInfo, QemuImgError> {
         Ok(self.0.info(path)?)
+    }
+
+    fn head(&self, path: &Path, format: DiskFormat, sectors: u32) -> Result<Vec<u8>, QemuImgError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".head-{}-{}.raw",
+            std::process::id(),
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let result = self
+            .0
+            .head(path, format.as_str(), sectors, &tmp)
+            .map_err(QemuImgError::from)
+            .and_then(|()| {
+                std::fs::read(&tmp).map_err(|e| QemuImgError::Output {
+                    command: format!("qemu-img dd of={}", tmp.display()),
+                    detail: e.to_string(),
+                })
+            });
+        let _ = std::fs::remove_file(&tmp);
+        result
     }
 }
 

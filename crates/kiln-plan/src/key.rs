@@ -1018,12 +1018,12 @@ mod tests {
     fn canonical_writer_equals_the_value_path_for_every_step_kind() {
         use crate::step::*;
         let machine = MachineParams {
-            firmware: "uefi",
+            firmware: kiln_syntax::model::Firmware::Uefi,
             secure_boot: true,
-            machine_type: "q35",
+            machine_type: kiln_syntax::model::MachineType::Q35,
             tpm: false,
-            disk_bus: "virtio",
-            nic: "e1000",
+            disk_bus: kiln_syntax::model::DiskBus::Virtio,
+            nic: kiln_syntax::model::NicModel::E1000,
         };
         let local = OriginParams::Local {
             path: "isos/a b.iso".into(),
@@ -1050,17 +1050,19 @@ mod tests {
             }),
             StepParams::CreateDisk(CreateDiskParams {
                 size_bytes: u64::MAX,
-                format: "qcow2",
+                format: kiln_syntax::model::ImageFormat::Qcow2,
             }),
             StepParams::AnswerMedia(AnswerMediaParams {
-                method: "kickstart",
+                method: kiln_syntax::model::InstallMethod::Kickstart,
+                profile: crate::installer::InstallerProfile::Anaconda,
                 answer: Some(AnswerParams::Inline {
                     text: "a\tb\u{1}\u{1f}\u{7f}\u{2028}".into(),
                 }),
                 windows: None,
             }),
             StepParams::AnswerMedia(AnswerMediaParams {
-                method: "preseed",
+                method: kiln_syntax::model::InstallMethod::Preseed,
+                profile: crate::installer::InstallerProfile::DebianInstaller,
                 answer: Some(AnswerParams::File {
                     path: "p.cfg".into(),
                     content: "sha256:1".into(),
@@ -1072,7 +1074,7 @@ mod tests {
             same_as_value_path(p);
         }
         let seed = StepParams::CustomizeSeed(CustomizeSeedParams {
-            agent: "cloud-init",
+            agent: kiln_syntax::model::Agent::CloudInit,
             actions: vec![
                 SeedAction::Packages {
                     names: vec!["curl".into(), "z".into()],
@@ -1111,9 +1113,9 @@ mod tests {
         });
         same_as_value_path(&seed);
         same_as_value_path(&StepParams::Customize(CustomizeParams {
-            agent: "cloudbase-init",
+            agent: kiln_syntax::model::Agent::CloudbaseInit,
             machine: machine.clone(),
-            disk_format: "raw",
+            disk_format: kiln_syntax::model::ImageFormat::Raw,
             grow_to_bytes: Some(1 << 40),
         }));
         same_as_value_path(&StepParams::BootTest(BootTestParams {
@@ -1122,8 +1124,8 @@ mod tests {
             machine: machine.clone(),
         }));
         same_as_value_path(&StepParams::Convert(ConvertParams {
-            format: "qcow2",
-            compression: "zstd",
+            format: kiln_syntax::model::ImageFormat::Qcow2,
+            compression: kiln_syntax::model::Compression::Zstd,
             grow_to_bytes: None,
         }));
         same_as_value_path(&StepParams::Publish(PublishParams {

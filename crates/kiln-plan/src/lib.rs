@@ -8,6 +8,8 @@
 //! - [`graph`]: the sealed [`Plan`] (petgraph) and the deduplicating builder.
 //! - [`select`]: `--only` / `--except` selectors.
 //! - [`io`]: the traits to the outside world ([`ContentDigest`], [`CacheQuery`]) and fakes.
+//! - [`installer`]: installer profiles (kernel, initrd, command line, answer placement) and their
+//!   plan-time ISO check.
 //! - [`windows`]: Windows installs: the kiln-unattend image of a cell, the plan-time media check.
 //! - [`render`]: text, JSON ([`PlanJson`]), DOT and Mermaid output.
 //!
@@ -15,6 +17,7 @@
 
 mod cells;
 pub mod graph;
+pub mod installer;
 pub mod io;
 pub mod key;
 mod lower;

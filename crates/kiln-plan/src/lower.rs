@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 
 use kiln_syntax::diagnostic::Diagnostic;
 use kiln_syntax::model::{
-    Answer, Checksum, Customize, DriverKind, FileContent, Firmware, GlanceRefKind, InstallMethod,
-    LocalPath, Machine, Origin, Pipeline, Source, StepKind as ModelStep, WindowsImage,
+    Answer, Checksum, Customize, DriverKind, FileContent, GlanceRefKind, ImageFormat,
+    InstallMethod, LocalPath, Machine, Origin, Pipeline, Source, StepKind as ModelStep,
+    WindowsImage,
 };
 use kiln_syntax::secret::SecretRef;
 use kiln_syntax::template::Template;
 use petgraph::graph::NodeIndex;
 
 use crate::graph::{Builder, NewStep};
+use crate::installer::InstallerProfile;
 use crate::io::ContentDigest;
 use crate::step::{
     AnswerMediaParams, AnswerParams, BootTestParams, ConvertParams, CreateDiskParams,
@@ -132,22 +134,12 @@ impl CellCx<'_> {
 
 fn machine_params(m: &Machine) -> MachineParams {
     MachineParams {
-        firmware: firmware(m.firmware.value),
+        firmware: m.firmware.value,
         secure_boot: m.secure_boot.value,
-        machine_type: match m.machine_type.value {
-            kiln_syntax::model::MachineType::Pc => "pc",
-            kiln_syntax::model::MachineType::Q35 => "q35",
-        },
+        machine_type: m.machine_type.value,
         tpm: m.tpm.value,
-        disk_bus: m.disk_bus.value.name(),
-        nic: m.nic.value.name(),
-    }
-}
-
-fn firmware(f: Firmware) -> &'static str {
-    match f {
-        Firmware::Bios => "bios",
-        Firmware::Uefi => "uefi",
+        disk_bus: m.disk_bus.value,
+        nic: m.nic.value,
     }
 }
 
@@ -156,7 +148,7 @@ fn vm_host(m: &Machine) -> HostRequirements {
         vm: Some(VmRequirements {
             cpus: m.cpus.value,
             memory_bytes: m.memory.value.bytes(),
-            firmware: firmware(m.firmware.value),
+            firmware: m.firmware.value,
             secure_boot: m.secure_boot.value,
             tpm: m.tpm.value,
         }),
@@ -212,8 +204,7 @@ pub(crate) fn lower_cell(
     let disk_format = p
         .disk
         .as_ref()
-        .map(|d| d.format.value.name())
-        .unwrap_or("qcow2");
+        .map_or(ImageFormat::Qcow2, |d| d.format.value);
     // The disk the next VM step boots, as (node, artifact).
     let mut disk: (NodeIndex, &'static str);
     // A generated Windows install's settings: its image also gives the Glance properties.
@@ -258,7 +249,7 @@ pub(crate) fn lower_cell(
             NewStep {
                 params: StepParams::CreateDisk(CreateDiskParams {
                     size_bytes: disk_node.size.value.bytes(),
-                    format: disk_node.format.value.name(),
+                    format: disk_node.format.value,
                 }),
                 inputs: Vec::new(),
                 span: disk_node.span,
@@ -321,7 +312,7 @@ pub(crate) fn lower_cell(
                         .drivers
                         .as_ref()
                         .is_some_and(|d| d.kind.value == DriverKind::VirtioWin),
-                    firmware: machine.firmware,
+                    firmware: machine.firmware.name(),
                     secure_boot: machine.secure_boot,
                     tpm: machine.tpm,
                     cloudbase_init,
@@ -334,7 +325,8 @@ pub(crate) fn lower_cell(
                 cx.owner,
                 NewStep {
                     params: StepParams::AnswerMedia(AnswerMediaParams {
-                        method: install.method.value.name(),
+                        method: install.method.value,
+                        profile: InstallerProfile::for_method(install.method.value),
                         answer,
                         windows,
                     }),
@@ -364,7 +356,13 @@ pub(crate) fn lower_cell(
             cx.owner,
             NewStep {
                 params: StepParams::Install(InstallParams {
-                    method: install.method.value.name(),
+                    method: install.method.value,
+                    profile: InstallerProfile::for_method(install.method.value),
+                    kernel_args: install
+                        .kernel_args
+                        .as_ref()
+                        .map(|t| cx.render(t).split_whitespace().map(str::to_owned).collect())
+                        .unwrap_or_default(),
                     machine: machine.clone(),
                     disk_format,
                     windows: install_windows.clone(),
@@ -407,8 +405,8 @@ pub(crate) fn lower_cell(
         cx.owner,
         NewStep {
             params: StepParams::Convert(ConvertParams {
-                format: out.format.value.name(),
-                compression: out.compression.value.name(),
+                format: out.format.value,
+                compression: out.compression.value,
                 grow_to_bytes: grow_to,
             }),
             inputs: vec![("disk", disk.0, disk.1)],
@@ -426,7 +424,7 @@ pub(crate) fn lower_cell(
             NewStep {
                 params: StepParams::BootTest(BootTestParams {
                     expect,
-                    agent: agent.map(|a| a.name()),
+                    agent,
                     machine: machine.clone(),
                 }),
                 inputs: vec![("image", convert_ix, "image")],
@@ -513,7 +511,7 @@ fn lower_customize(
     customize: &Customize,
     disk: (NodeIndex, &'static str),
     machine: &MachineParams,
-    disk_format: &'static str,
+    disk_format: ImageFormat,
     grow_to: Option<u64>,
 ) -> NodeIndex {
     let agent = customize.agent.value;
@@ -587,7 +585,7 @@ fn lower_customize(
         cx.owner,
         NewStep {
             params: StepParams::CustomizeSeed(CustomizeSeedParams {
-                agent: agent.name(),
+                agent,
                 actions,
                 generalize: customize.generalize.value,
             }),
@@ -612,7 +610,7 @@ fn lower_customize(
         cx.owner,
         NewStep {
             params: StepParams::Customize(CustomizeParams {
-                agent: agent.name(),
+                agent,
                 machine: machine.clone(),
                 disk_format,
                 grow_to_bytes: grow_to,

@@ -9,11 +9,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kiln_syntax::model::{Agent, InstallMethod};
+use kiln_syntax::model::{
+    Agent, Compression, DiskBus, Firmware, ImageFormat, InstallMethod, MachineType, NicModel,
+};
 use kiln_syntax::secret::SecretRef;
 use kiln_syntax::span::Span;
 use serde::Serialize;
 
+use crate::installer::InstallerProfile;
 use crate::key::StepKey;
 
 /// A step's id: `<image name>/<kind>` of the first cell that needed it (unique in a plan).
@@ -164,8 +167,8 @@ pub struct VmRequirements {
     pub cpus: u32,
     /// Memory in bytes.
     pub memory_bytes: u64,
-    /// `bios` or `uefi`.
-    pub firmware: &'static str,
+    /// BIOS or UEFI.
+    pub firmware: Firmware,
     /// UEFI Secure Boot.
     pub secure_boot: bool,
     /// A TPM 2.0 (swtpm).
@@ -176,18 +179,18 @@ pub struct VmRequirements {
 /// (cpus, memory) is in [`VmRequirements`] and not in the key: it changes speed, not the result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MachineParams {
-    /// `bios` or `uefi`.
-    pub firmware: &'static str,
+    /// BIOS or UEFI.
+    pub firmware: Firmware,
     /// UEFI Secure Boot.
     pub secure_boot: bool,
     /// `pc` or `q35`.
-    pub machine_type: &'static str,
+    pub machine_type: MachineType,
     /// TPM present.
     pub tpm: bool,
     /// Root disk bus.
-    pub disk_bus: &'static str,
+    pub disk_bus: DiskBus,
     /// NIC model.
-    pub nic: &'static str,
+    pub nic: NicModel,
 }
 
 /// Where a fetched file comes from, as far as its content is concerned.
@@ -243,7 +246,7 @@ pub struct CreateDiskParams {
     /// Virtual size in bytes.
     pub size_bytes: u64,
     /// `qcow2` or `raw`.
-    pub format: &'static str,
+    pub format: ImageFormat,
 }
 
 /// An answer file's content.
@@ -309,8 +312,10 @@ pub struct CloudbaseParams {
 /// Params of an `answer-media` step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AnswerMediaParams {
-    /// `kickstart`, `preseed`, `autoinstall` or `autounattend`.
-    pub method: &'static str,
+    /// The install method.
+    pub method: InstallMethod,
+    /// Its installer profile, which decides where the answer goes and what kiln adds to it.
+    pub profile: InstallerProfile,
     /// The answer file given by the user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<AnswerParams>,
@@ -323,11 +328,16 @@ pub struct AnswerMediaParams {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InstallParams {
     /// The install method.
-    pub method: &'static str,
+    pub method: InstallMethod,
+    /// How kiln boots and answers the installer.
+    pub profile: InstallerProfile,
+    /// The pipeline's `kernel-args`, rendered and split on whitespace.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_args: Vec<String>,
     /// Firmware, buses and devices.
     pub machine: MachineParams,
     /// The working disk format.
-    pub disk_format: &'static str,
+    pub disk_format: ImageFormat,
     /// Generated Windows answer media: the settings, so the install renders the secret-bearing
     /// media itself right before it boots (they are never cached).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -402,8 +412,8 @@ pub enum SeedAction {
 /// Params of a `customize-seed` step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CustomizeSeedParams {
-    /// `cloud-init` or `cloudbase-init`.
-    pub agent: &'static str,
+    /// The guest agent.
+    pub agent: Agent,
     /// The actions, in order (order matters: commands run in it).
     pub actions: Vec<SeedAction>,
     /// Generalize at the end.
@@ -413,12 +423,12 @@ pub struct CustomizeSeedParams {
 /// Params of a `customize` step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CustomizeParams {
-    /// `cloud-init` or `cloudbase-init`.
-    pub agent: &'static str,
+    /// The guest agent.
+    pub agent: Agent,
     /// Firmware, buses and devices.
     pub machine: MachineParams,
     /// The working disk format.
-    pub disk_format: &'static str,
+    pub disk_format: ImageFormat,
     /// Derived images: grow the parent's disk to this size first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grow_to_bytes: Option<u64>,
@@ -430,7 +440,7 @@ pub struct BootTestParams {
     /// Console lines that must appear (rendered); empty means the agent's success message.
     pub expect: Vec<String>,
     /// The agent whose success message counts when `expect` is empty.
-    pub agent: Option<&'static str>,
+    pub agent: Option<Agent>,
     /// Firmware, buses and devices.
     pub machine: MachineParams,
 }
@@ -439,9 +449,9 @@ pub struct BootTestParams {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ConvertParams {
     /// `qcow2` or `raw`.
-    pub format: &'static str,
-    /// `none`, `zlib` or `zstd`.
-    pub compression: &'static str,
+    pub format: ImageFormat,
+    /// qcow2 compression.
+    pub compression: Compression,
     /// Derived images without `customize`: grow the parent's disk to this size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grow_to_bytes: Option<u64>,

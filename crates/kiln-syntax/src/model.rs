@@ -402,7 +402,8 @@ pub struct Disk {
 }
 
 /// Disk image formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ImageFormat {
     /// qcow2.
     Qcow2,
@@ -444,7 +445,8 @@ pub struct Machine {
 }
 
 /// Firmware.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Firmware {
     /// SeaBIOS.
     Bios,
@@ -452,8 +454,19 @@ pub enum Firmware {
     Uefi,
 }
 
+impl Firmware {
+    /// As written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        }
+    }
+}
+
 /// QEMU machine type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MachineType {
     /// i440fx (has IDE).
     Pc,
@@ -461,8 +474,19 @@ pub enum MachineType {
     Q35,
 }
 
+impl MachineType {
+    /// As written and as libvirt names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MachineType::Pc => "pc",
+            MachineType::Q35 => "q35",
+        }
+    }
+}
+
 /// Disk buses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DiskBus {
     /// virtio-blk.
     Virtio,
@@ -487,7 +511,8 @@ impl DiskBus {
 }
 
 /// NIC models.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum NicModel {
     /// virtio-net.
     Virtio,
@@ -525,10 +550,15 @@ pub struct Install {
     pub timeout: Spanned<Duration>,
     /// Settings kiln's autounattend generator uses (only with `autounattend` and no answer file).
     pub windows: Option<WindowsSetup>,
+    /// `kernel-args="..."`: kernel command-line arguments added to (or, for a `key=value` whose key
+    /// the installer profile already sets, replacing) the profile's own. Only for methods whose
+    /// installer kiln boots by its kernel (`preseed`, `autoinstall`, `kickstart`).
+    pub kernel_args: Option<Template>,
 }
 
 /// Install methods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum InstallMethod {
     /// Red Hat family kickstart (`ks.cfg`).
     Kickstart,
@@ -658,7 +688,8 @@ pub struct Customize {
 }
 
 /// Guest agents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Agent {
     /// cloud-init (Linux).
     CloudInit,
@@ -762,7 +793,8 @@ pub struct Output {
 }
 
 /// qcow2 compression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Compression {
     /// Uncompressed.
     None,
@@ -890,6 +922,9 @@ impl Pipeline {
             if let Some(Answer::Inline(t)) = &install.answer {
                 f("`install`", t);
             }
+            if let Some(t) = &install.kernel_args {
+                f("`kernel-args`", t);
+            }
             if let Some(w) = &install.windows {
                 if let WindowsImage::Name(t) = &w.image {
                     f("`image`", t);
@@ -937,3 +972,25 @@ impl Pipeline {
         }
     }
 }
+
+/// `Display` as the name written in pipeline files.
+macro_rules! display_by_name {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    )*};
+}
+
+display_by_name!(
+    ImageFormat,
+    Firmware,
+    MachineType,
+    DiskBus,
+    NicModel,
+    InstallMethod,
+    Agent,
+    Compression
+);

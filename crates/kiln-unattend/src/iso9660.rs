@@ -35,6 +35,9 @@ pub struct IsoEntry {
     pub is_dir: bool,
     /// Size in bytes (0 for directories).
     pub size: u64,
+    /// Byte offset of the file's data in the image, for a file stored in one extent (what
+    /// [`IsoTree::read_file`] reads); `None` for directories, multi-extent and UDF files.
+    pub data_offset: Option<u64>,
 }
 
 impl IsoEntry {
@@ -50,6 +53,8 @@ pub struct IsoTree {
     /// Keyed by the lower-cased path, so lookups ignore case like Windows does.
     entries: BTreeMap<String, IsoEntry>,
     naming: Naming,
+    /// The primary volume descriptor's volume identifier (trailing spaces removed).
+    volume_id: Option<String>,
 }
 
 /// Directories deeper than this are not followed (ISO 9660 allows 8, Rock Ridge more).
@@ -76,6 +81,7 @@ impl IsoTree {
         let mut tree = Self {
             entries: BTreeMap::new(),
             naming: Naming::Synthetic,
+            volume_id: None,
         };
         for (path, is_dir) in entries {
             let path = path.trim_matches('/');
@@ -90,6 +96,7 @@ impl IsoTree {
                     path: prefix.clone(),
                     is_dir: !last || is_dir,
                     size: 0,
+                    data_offset: None,
                 });
             }
         }
@@ -100,14 +107,60 @@ impl IsoTree {
         Self {
             entries: BTreeMap::new(),
             naming,
+            volume_id: None,
         }
+    }
+
+    /// The same tree with volume identifier `id` (for tests and fakes).
+    #[must_use]
+    pub fn with_volume_id(mut self, id: &str) -> Self {
+        self.volume_id = Some(id.to_owned());
+        self
+    }
+
+    fn volume(mut self, id: Option<String>) -> Self {
+        self.volume_id = id.filter(|v| !v.is_empty());
+        self
+    }
+
+    /// The volume identifier of the primary volume descriptor (what `LABEL=` names on Linux).
+    pub fn volume_id(&self) -> Option<&str> {
+        self.volume_id.as_deref()
+    }
+
+    /// Reads the whole of file `path` out of the image at `image`, refusing files larger than
+    /// `max_bytes` and files not stored as one extent (see [`IsoEntry::data_offset`]).
+    pub fn read_file(&self, image: &Path, path: &str, max_bytes: u64) -> Result<Vec<u8>, IsoError> {
+        let entry = self
+            .get(path)
+            .filter(|e| !e.is_dir)
+            .ok_or_else(|| IsoError::Malformed {
+                reason: format!("no file `{path}` in the image"),
+            })?;
+        let offset = entry.data_offset.ok_or_else(|| IsoError::Malformed {
+            reason: format!("`{path}` is not stored in one extent: kiln cannot read it"),
+        })?;
+        if entry.size > max_bytes {
+            return Err(IsoError::Malformed {
+                reason: format!(
+                    "`{path}` is {} bytes, more than the {max_bytes} allowed",
+                    entry.size
+                ),
+            });
+        }
+        let len = usize::try_from(entry.size).map_err(|_| malformed("file too large"))?;
+        let file = File::open(image).map_err(IsoError::Io)?;
+        Reader::new(BufReader::new(file))?.read_at(offset, len)
     }
 
     pub(crate) fn insert(&mut self, entry: IsoEntry) {
         let key = entry.path.to_lowercase();
         match self.entries.get_mut(&key) {
             // Multi-extent files appear once per extent.
-            Some(existing) if !existing.is_dir && !entry.is_dir => existing.size += entry.size,
+            Some(existing) if !existing.is_dir && !entry.is_dir => {
+                existing.size += entry.size;
+                existing.data_offset = None;
+            }
             Some(_) => {}
             None => {
                 self.entries.insert(key, entry);
@@ -217,6 +270,7 @@ impl<R: Read + Seek> Reader<R> {
 
     fn tree(mut self) -> Result<IsoTree, IsoError> {
         let mut primary_root = None;
+        let mut volume_id: Option<String> = None;
         let mut joliet_root = None;
         let mut udf = false;
         let mut terminated = false;
@@ -254,6 +308,7 @@ impl<R: Read + Seek> Reader<R> {
                     }
                     self.block = u64::from(block);
                     primary_root = Some(vd[156..190].to_vec());
+                    volume_id = Some(String::from_utf8_lossy(&vd[40..72]).trim_end().to_owned());
                 }
                 2 => {
                     let esc = &vd[88..91];
@@ -267,12 +322,14 @@ impl<R: Read + Seek> Reader<R> {
         }
         // Windows ISOs keep their files in UDF; their ISO 9660 tree holds a README only.
         if udf {
-            return crate::udf::read_tree(&mut self);
+            return crate::udf::read_tree(&mut self).map(|t| t.volume(volume_id));
         }
         let primary_root = primary_root.ok_or(IsoError::NotIso)?;
         if let Some(root) = joliet_root {
             let root = parse_record(&root)?.ok_or_else(|| malformed("empty joliet root record"))?;
-            return self.walk(root, Naming::Joliet, None);
+            return self
+                .walk(root, Naming::Joliet, None)
+                .map(|t| t.volume(volume_id));
         }
         let root = parse_record(&primary_root)?.ok_or_else(|| malformed("empty root record"))?;
         // Rock Ridge announces itself with an `SP` entry in the root's "." record.
@@ -286,6 +343,7 @@ impl<R: Read + Seek> Reader<R> {
             Some(skip) => self.walk(root, Naming::RockRidge, Some(skip)),
             None => self.walk(root, Naming::Iso9660, None),
         }
+        .map(|t| t.volume(volume_id))
     }
 
     fn read_dir(&mut self, extent: u32, size: u32) -> Result<Vec<u8>, IsoError> {
@@ -304,6 +362,7 @@ impl<R: Read + Seek> Reader<R> {
         let mut tree = IsoTree {
             entries: BTreeMap::new(),
             naming,
+            volume_id: None,
         };
         let mut seen = HashSet::new();
         let mut queue = VecDeque::from([(String::new(), root.extent, root.size, 0usize)]);
@@ -360,6 +419,7 @@ impl<R: Read + Seek> Reader<R> {
                     path,
                     is_dir: rec.is_dir,
                     size: if rec.is_dir { 0 } else { u64::from(rec.size) },
+                    data_offset: (!rec.is_dir).then(|| u64::from(rec.extent) * self.block),
                 });
                 if tree.entries.len() > MAX_ENTRIES {
                     return Err(malformed("more than two million entries"));

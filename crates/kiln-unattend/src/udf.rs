@@ -302,7 +302,12 @@ pub(crate) fn read_tree<R: Read + Seek>(r: &mut Reader<R>) -> Result<IsoTree, Is
             } else {
                 file_entry(r, &vol, icb, false)?.size
             };
-            tree.insert(IsoEntry { path, is_dir, size });
+            tree.insert(IsoEntry {
+                path,
+                is_dir,
+                size,
+                data_offset: None,
+            });
             if tree.len() > MAX_ENTRIES {
                 return Err(malformed("more than two million entries"));
             }

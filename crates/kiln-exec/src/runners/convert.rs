@@ -22,9 +22,9 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let opts = ConvertOptions {
         format,
         compression: match p.compression {
-            "zstd" => Some(Compression::Zstd),
-            "zlib" => Some(Compression::Zlib),
-            _ => None,
+            kiln_syntax::model::Compression::Zstd => Some(Compression::Zstd),
+            kiln_syntax::model::Compression::Zlib => Some(Compression::Zlib),
+            kiln_syntax::model::Compression::None => None,
         },
         ..ConvertOptions::default()
     };

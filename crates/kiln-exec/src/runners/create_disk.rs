@@ -25,11 +25,10 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         .or_else(|e| fail(format!("step `{}`: {e}", cx.step.id)))
 }
 
-/// `qcow2` or `raw` from the plan's format name.
-pub(crate) fn disk_format(name: &str) -> DiskFormat {
-    if name == "raw" {
-        DiskFormat::Raw
-    } else {
-        DiskFormat::Qcow2
+/// The plan's image format as libvirt's and qemu-img's.
+pub(crate) fn disk_format(format: kiln_syntax::model::ImageFormat) -> DiskFormat {
+    match format {
+        kiln_syntax::model::ImageFormat::Raw => DiskFormat::Raw,
+        kiln_syntax::model::ImageFormat::Qcow2 => DiskFormat::Qcow2,
     }
 }

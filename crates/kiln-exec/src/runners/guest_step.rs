@@ -51,13 +51,18 @@ impl<'c, 'a> GuestStep<'c, 'a> {
             vcpus: self.shape.vcpus,
             memory_mib: self.shape.memory_mib,
             root_disk: Some(root_disk),
+            disk_bus: self.shape.disk_bus,
+            kernel_boot: None,
             installer_iso: None,
             drivers_iso: None,
             extra_media: media,
             serial_log: self.console_log(),
             boot,
             on_reboot: OnReboot::Destroy,
-            user_network: false,
+            // Customize and boot-test boot the system as a cloud would, with a NIC of the
+            // pipeline's model (user-mode networking: no host set-up, no outside reachability
+            // needed); installs run without one.
+            nic: (boot == BootFrom::Disk).then_some(self.shape.nic),
         }
     }
 

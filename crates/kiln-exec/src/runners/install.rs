@@ -1,24 +1,38 @@
-//! `install`: boots the installer with the seeds' layout — root disk `vda` (virtio), installer ISO
-//! `hda`, drivers ISO `hdb` when declared, the answer medium after them — until the guest powers
-//! off with its success line on the serial console, within the install timeout.
+//! `install`: boots the installer with the seeds' layout — root disk `vda` (or the pipeline's bus),
+//! installer ISO `hda`, drivers ISO `hdb` when declared, the answer medium after them — until the
+//! guest powers off with its success line on the serial console, within the install timeout.
+//!
+//! How the installer starts is its profile's (`kiln_plan::installer`): Debian's d-i, Subiquity
+//! and Anaconda are booted by their own kernel and initrd, read out of the ISO (libvirt direct
+//! kernel boot, BIOS or UEFI alike), with the profile's command line and the pipeline's
+//! `kernel-args`; the d-i preseed rides in the initrd. The ISO stays attached, so the installer
+//! reads its packages from it. Windows Setup and self-installing ISOs boot from the CD.
 //!
 //! Generated Windows answer media are written by this step itself, with their secrets, and deleted
 //! when the install ends (see [`super::windows_media`]); the machine then has kiln-unattend's shape.
 //!
-//! Evidence (see `fixtures/debian/README.md`, "The installer protocol"): a line
-//! `KILN-INSTALL-OK` (or the tiny fixture's `KILN-TINY: INSTALL OK ...`); a line
-//! `KILN-INSTALL-FAILED: <reason>` fails the step at once. Installers of other distributions
-//! print the line from their post-install hook (`%post`, `late_command`, `late-commands`).
+//! Evidence: the line `KILN-INSTALL-OK`, which the profile itself adds to the answer file (d-i
+//! `late_command`, kickstart `%post`, autoinstall `late-commands`) — the user's answer file holds
+//! no kiln line — followed by the power-off, and then a disk that holds a partition table and
+//! boot code (read back with `qemu-img dd`, format stated). kiln's test installers print
+//! `KILN-INSTALL-OK` themselves (or the tiny fixture's `KILN-TINY: INSTALL OK ...`); a line
+//! `KILN-INSTALL-FAILED: <reason>` fails the step at once.
 
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_cache::Staging;
 use kiln_plan::StepParams;
+use kiln_plan::installer::{BootStyle, InstallerProfile};
+use kiln_plan::step::InstallParams;
+use kiln_unattend::IsoTree;
 
 use super::create_disk::disk_format;
 use super::guest_step::GuestStep;
 use super::{RunError, StepCx, fail};
-use crate::domain_xml::{BootFrom, Disk, Machine, Media, MediaKind, OnReboot};
+use crate::domain_xml::{BootFrom, Disk, KernelBoot, Machine, Media, MediaKind, OnReboot};
 
 /// Success line of kiln's installer protocol.
 pub const INSTALL_OK: &str = r"^(KILN-INSTALL-OK|KILN-TINY: INSTALL OK\b.*)$";
@@ -34,6 +48,11 @@ pub const WINDOWS_FAILED: &str = r"^(KILN-INSTALL-FAILED: .*|kiln: step \d+/\d+ 
 
 /// Used when the plan gives none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Kernels larger than this are not an installer's (Debian's is ~8 MiB).
+const MAX_KERNEL_BYTES: u64 = 256 << 20;
+/// Initrds larger than this are refused (Ubuntu's casper initrd is ~100 MiB).
+const MAX_INITRD_BYTES: u64 = 2 << 30;
 
 pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError> {
     let step = cx.step;
@@ -57,34 +76,155 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let disk = staging.path(&format!("disk.{}", format.as_str()));
     super::copy_sparse(blank, &disk)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    let source = cx.input("source")?.to_owned();
+    let answer = cx.inputs.get("answer-media");
+    let kernel_boot = match p.profile.boot_style() {
+        BootStyle::Kernel => Some(kernel_boot(cx, p, &source, answer, &guest.scratch)?),
+        BootStyle::Media => None,
+    };
     let mut extra_media = Vec::new();
     if let Some(media) = &secret_media {
         extra_media.push(Media {
             path: media.iso().to_owned(),
             kind: MediaKind::Cdrom,
         });
-    } else if let Some(answer) = cx.inputs.get("answer-media") {
+    } else if let Some(answer) = answer.filter(|a| a.extension().is_some_and(|e| e == "iso")) {
         extra_media.push(Media {
             path: answer.clone(),
             kind: MediaKind::Cdrom,
         });
     }
-    let mut domain = guest.domain(Disk { path: disk, format }, BootFrom::Cdrom, extra_media);
-    domain.installer_iso = Some(cx.input("source")?.to_owned());
+    let mut domain = guest.domain(
+        Disk {
+            path: disk.clone(),
+            format,
+        },
+        BootFrom::Cdrom,
+        extra_media,
+    );
+    domain.installer_iso = Some(source);
     domain.drivers_iso = cx.inputs.get("drivers").cloned();
-    // Windows Setup reboots on purpose; everything else must not.
-    if p.method == "autounattend" {
-        domain.on_reboot = OnReboot::Restart;
-    }
-    let (success, failure) = if p.windows.is_some() {
-        (WINDOWS_OK, WINDOWS_FAILED)
-    } else {
-        (INSTALL_OK, INSTALL_FAILED)
+    domain.kernel_boot = kernel_boot;
+    let (success, failure) = match p.profile {
+        // Windows Setup reboots on purpose; everything else must not.
+        InstallerProfile::WindowsSetup => {
+            domain.on_reboot = OnReboot::Restart;
+            (WINDOWS_OK, WINDOWS_FAILED)
+        }
+        InstallerProfile::DebianInstaller
+        | InstallerProfile::Subiquity
+        | InstallerProfile::Anaconda
+        | InstallerProfile::KilnFixture
+        | InstallerProfile::None => (INSTALL_OK, INSTALL_FAILED),
     };
     let spec = guest.until_power_off(domain, success, failure, DEFAULT_TIMEOUT);
     let outcome = guest.run(&spec);
     drop(secret_media);
     outcome?;
+    if p.profile.boot_style() == BootStyle::Kernel {
+        let evidence =
+            super::disk_check::bootable(&cx.env.qemu_img, &disk, format).or_else(|e| {
+                fail(format!(
+                    "step `{}`: the installer reported success, but {e}",
+                    step.id
+                ))
+            })?;
+        cx.log.line(format_args!("installed disk: {evidence}"));
+    }
+    Ok(())
+}
+
+/// Reads the profile's kernel and initrd out of the ISO into the scratch folder, appends the
+/// answer's initrd overlay (d-i) to the initrd, and returns the kernel boot.
+fn kernel_boot(
+    cx: &StepCx<'_>,
+    p: &InstallParams,
+    iso: &Path,
+    answer: Option<&PathBuf>,
+    scratch: &Path,
+) -> Result<KernelBoot, RunError> {
+    let id = &cx.step.id;
+    let tree = IsoTree::open(iso).or_else(|e| {
+        fail(format!(
+            "step `{id}`: reading the installer ISO `{}`: {}",
+            iso.display(),
+            super::error_chain(&e)
+        ))
+    })?;
+    let boot = p
+        .profile
+        .kernel_boot(&tree, &p.kernel_args)
+        .or_else(|e| fail(format!("step `{id}`: {e}")))?
+        .ok_or_else(|| {
+            RunError::Failed(format!(
+                "step `{id}`: the {} profile boots no kernel",
+                p.profile.name()
+            ))
+        })?;
+    let kernel = scratch.join("kernel");
+    let initrd = scratch.join("initrd");
+    extract(&tree, iso, &boot.kernel, MAX_KERNEL_BYTES, &kernel)
+        .or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    extract(&tree, iso, &boot.initrd, MAX_INITRD_BYTES, &initrd)
+        .or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    if let Some(overlay) = answer.filter(|a| a.to_string_lossy().ends_with(".cpio.gz")) {
+        append(&initrd, overlay).or_else(|e| {
+            fail(format!(
+                "step `{id}`: appending the answer to the initrd: {e}"
+            ))
+        })?;
+    }
+    cx.log.line(format_args!(
+        "{} profile: kernel `{}`, initrd `{}`{}, command line `{}`",
+        p.profile.name(),
+        boot.kernel,
+        boot.initrd,
+        if answer.is_some_and(|a| a.to_string_lossy().ends_with(".cpio.gz")) {
+            " + the preseed"
+        } else {
+            ""
+        },
+        boot.cmdline()
+    ));
+    Ok(KernelBoot {
+        kernel,
+        initrd,
+        cmdline: boot.cmdline(),
+    })
+}
+
+/// Copies file `path` of the ISO to `dest`, streaming from its extent.
+fn extract(tree: &IsoTree, iso: &Path, path: &str, max: u64, dest: &Path) -> Result<(), String> {
+    let entry = tree
+        .get(path)
+        .ok_or_else(|| format!("`{path}` is not on the ISO"))?;
+    let offset = entry
+        .data_offset
+        .ok_or_else(|| format!("`{path}` is not stored in one extent on the ISO"))?;
+    if entry.size > max {
+        return Err(format!(
+            "`{path}` on the ISO is {} bytes, more than the {max} kiln accepts",
+            entry.size
+        ));
+    }
+    let mut src = File::open(iso).map_err(|e| format!("opening `{}`: {e}", iso.display()))?;
+    src.seek(SeekFrom::Start(offset))
+        .map_err(|e| format!("reading `{}`: {e}", iso.display()))?;
+    let mut out = File::create(dest).map_err(|e| format!("creating `{}`: {e}", dest.display()))?;
+    let copied = std::io::copy(&mut src.take(entry.size), &mut out)
+        .map_err(|e| format!("copying `{path}` out of the ISO: {e}"))?;
+    if copied != entry.size {
+        return Err(format!(
+            "`{path}` ends after {copied} of its {} bytes: the ISO is truncated",
+            entry.size
+        ));
+    }
+    Ok(())
+}
+
+fn append(dest: &Path, src: &Path) -> std::io::Result<()> {
+    let mut out = std::fs::OpenOptions::new().append(true).open(dest)?;
+    std::io::copy(&mut File::open(src)?, &mut out)?;
     Ok(())
 }
 
@@ -129,6 +269,8 @@ mod tests {
             machine: Machine::Pc,
             uefi: None,
             tpm: false,
+            disk_bus: crate::domain_xml::DiskBus::Virtio,
+            nic: crate::domain_xml::NicModel::Virtio,
             vcpus: 2,
             memory_mib: 4096,
         }

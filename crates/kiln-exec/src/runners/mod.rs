@@ -9,6 +9,7 @@ mod boot_test;
 mod convert;
 mod create_disk;
 mod customize;
+mod disk_check;
 mod fetch;
 mod guest_step;
 mod install;
@@ -28,10 +29,11 @@ use std::time::Duration;
 use kiln_cache::{BaseCache, Staging};
 use kiln_plan::{Step, StepKind, StepParams};
 
-use crate::domain_xml::{DomainType, Firmware, Machine};
+use crate::domain_xml::{DiskBus, DomainType, Firmware, Machine, NicModel};
 use crate::guest::{Cancel, GuestError};
 use crate::hypervisor::Hypervisor;
 use crate::qemu_img::QemuImg;
+use kiln_syntax::model::{Firmware as PlanFirmware, MachineType};
 
 pub use media::{Mkisofs, build_iso};
 pub use seed::user_data;
@@ -165,13 +167,17 @@ impl StepCx<'_> {
         };
         let vm = self.step.host.vm.as_ref();
         Ok(VmShape {
-            machine: if machine.machine_type == "q35" {
-                Machine::Q35
-            } else {
-                Machine::Pc
+            machine: match machine.machine_type {
+                MachineType::Q35 => Machine::Q35,
+                MachineType::Pc => Machine::Pc,
             },
-            uefi: (machine.firmware == "uefi").then_some(machine.secure_boot),
+            uefi: match machine.firmware {
+                PlanFirmware::Uefi => Some(machine.secure_boot),
+                PlanFirmware::Bios => None,
+            },
             tpm: machine.tpm,
+            disk_bus: machine.disk_bus,
+            nic: machine.nic,
             vcpus: vm.map_or(1, |v| v.cpus),
             memory_mib: vm.map_or(1024, |v| v.memory_bytes / (1024 * 1024)),
         })
@@ -184,6 +190,10 @@ pub(crate) struct VmShape {
     /// `Some(secure_boot)` for UEFI.
     pub uefi: Option<bool>,
     pub tpm: bool,
+    /// The root disk's bus.
+    pub disk_bus: DiskBus,
+    /// The model of the NIC, when a step gives the guest a network.
+    pub nic: NicModel,
     pub vcpus: u32,
     pub memory_mib: u64,
 }
@@ -248,6 +258,17 @@ pub fn file_stem(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// An error and its whole `source()` chain, `: `-separated, so the OS's reason reaches the user.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
 }
 
 /// Gives a folder mode 0755 so libvirt's QEMU user can reach files in it.

@@ -30,7 +30,7 @@ pub fn user_data(
     p: &CustomizeSeedParams,
     read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
 ) -> Result<String, String> {
-    if p.agent != "cloud-init" {
+    if p.agent != kiln_syntax::model::Agent::CloudInit {
         return Err(format!(
             "agent `{}` is not supported by `kiln build` yet (cloud-init only)",
             p.agent
@@ -196,7 +196,7 @@ mod tests {
 
     fn params(generalize: bool) -> CustomizeSeedParams {
         CustomizeSeedParams {
-            agent: "cloud-init",
+            agent: kiln_syntax::model::Agent::CloudInit,
             actions: vec![
                 SeedAction::File {
                     path: "/etc/motd".into(),
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn cloudbase_init_is_refused_with_a_reason() {
         let mut p = params(true);
-        p.agent = "cloudbase-init";
+        p.agent = kiln_syntax::model::Agent::CloudbaseInit;
         let e = user_data(&p, &|_| Ok(Vec::new())).unwrap_err();
         assert!(e.contains("`cloudbase-init` is not supported"), "{e}");
     }

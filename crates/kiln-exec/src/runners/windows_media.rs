@@ -158,7 +158,7 @@ pub(crate) fn prepare(
     build_iso(
         &cx.env.mkisofs,
         &dir,
-        super::answer_media::layout("autounattend").0,
+        super::answer_media::windows_label(),
         &iso,
     )?;
     cx.log.line(format_args!(

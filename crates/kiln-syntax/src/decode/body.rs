@@ -704,7 +704,7 @@ const WINDOWS_NODES: &[&str] = &[
 ];
 
 fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
-    n.check_props(cx, &["file", "inline", "timeout"]);
+    n.check_props(cx, &["file", "inline", "timeout", "kernel-args"]);
     if !n.check_args(
         cx,
         1,
@@ -738,8 +738,37 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
             None
         }
     };
+    let kernel_args = match n.prop("kernel-args") {
+        Some(v) => Some(nonempty_template(cx, &v)),
+        None => None,
+    };
     let method = method?;
     let mut answer = answer?;
+    let kernel_args = match kernel_args {
+        Some(Some(t)) => {
+            if matches!(
+                method.value,
+                InstallMethod::None | InstallMethod::Autounattend | InstallMethod::KilnInstall
+            ) {
+                cx.emit(
+                    Diagnostic::new(
+                        "unexpected-kernel-args",
+                        t.span,
+                        format!(
+                            "install method `{}` boots the installer from its own boot menu: kiln passes it no kernel arguments",
+                            method.value.name()
+                        ),
+                    )
+                    .label("not used")
+                    .help("`kernel-args` works with `preseed`, `autoinstall` and `kickstart`, whose installers kiln boots by their kernel"),
+                );
+                return None;
+            }
+            Some(t)
+        }
+        Some(None) => return None,
+        None => None,
+    };
     let windows = if n.node.children().is_some() {
         if method.value != InstallMethod::Autounattend {
             n.no_children(cx);
@@ -810,6 +839,7 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
         answer,
         timeout: timeout?,
         windows,
+        kernel_args,
     })
 }
 

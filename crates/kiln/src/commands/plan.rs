@@ -91,13 +91,16 @@ impl MediaInspector for IsoInspector {
     }
 }
 
-/// The Windows media checks (see `kiln_plan::windows`): prints their notes to stderr, returns
-/// their errors.
+/// The plan-time media checks (Windows media, `kiln_plan::windows`; installer kernels,
+/// `kiln_plan::installer`): prints their notes to stderr, returns their errors.
 pub fn check_media(
     pipelines: &[kiln_syntax::Pipeline],
     notes: bool,
 ) -> Vec<kiln_syntax::Diagnostic> {
-    let report = kiln_plan::windows::check_windows_media(pipelines, &IsoInspector);
+    let mut report = kiln_plan::windows::check_windows_media(pipelines, &IsoInspector);
+    let installers = kiln_plan::installer::check_installer_media(pipelines, &IsoInspector);
+    report.diagnostics.extend(installers.diagnostics);
+    report.notes.extend(installers.notes);
     if notes {
         for note in &report.notes {
             eprintln!("note: {note}");
@@ -131,7 +134,7 @@ pub fn plan_pipelines(
         Ok(_) if !media.is_empty() => {
             print_diagnostics(&media, &ws.sources, global.color);
             eprintln!(
-                "error: {} problem{} found in the Windows media",
+                "error: {} problem{} found in the installation media",
                 media.len(),
                 if media.len() == 1 { "" } else { "s" }
             );
