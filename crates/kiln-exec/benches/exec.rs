@@ -47,6 +47,9 @@ impl Hypervisor for Polling<'_> {
     fn undefine(&self, name: &str) -> Result<(), HypervisorError> {
         self.0.undefine(name)
     }
+    fn send_key(&self, name: &str, keycodes: &[u32]) -> Result<(), HypervisorError> {
+        self.0.send_key(name, keycodes)
+    }
     fn screenshot(&self, name: &str, stem: &Path) -> Result<std::path::PathBuf, HypervisorError> {
         self.0.screenshot(name, stem)
     }

@@ -92,6 +92,22 @@ pub struct GuestSpec {
     pub persistence: Persistence,
     /// How often the domain state and console are looked at.
     pub poll_interval: Duration,
+    /// Keys to press while the guest boots (a boot prompt that waits for one), if any.
+    pub key_presses: Option<KeyPresses>,
+}
+
+/// Pressing a key again and again for a while after the guest starts: what gets Windows' UEFI
+/// media past "Press any key to boot from CD or DVD..." (the prompt shows for a few seconds on the
+/// screen only, so there is nothing on the console to wait for; see
+/// docs/decisions/windows-boot-prompt.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPresses {
+    /// The Linux input keycode pressed (57: space).
+    pub keycode: u32,
+    /// Time between two presses.
+    pub every: Duration,
+    /// Presses stop this long after the start.
+    pub until: Duration,
 }
 
 /// What a successful run saw.
@@ -408,6 +424,7 @@ pub fn run_guest(
     let vanishes = |exited: bool| exited && spec.persistence == Persistence::Transient;
 
     let started = Instant::now();
+    let mut next_key = spec.key_presses.map(|_| started);
     console.reset_clock();
     let mut success_line: Option<(String, Instant)> = None;
     // The guest powered off (event or state), and whether its local QEMU was then seen to exit.
@@ -430,6 +447,17 @@ pub fn run_guest(
         if cancel.is_cancelled() {
             drop(guard);
             return Err(GuestError::Cancelled { step, domain: name });
+        }
+        if let (Some(keys), Some(at)) = (spec.key_presses, next_key) {
+            let now = Instant::now();
+            if now.duration_since(started) > keys.until {
+                next_key = None;
+            } else if now >= at {
+                // A press that fails (the guest just shut off) is no error of its own: the state
+                // check below says what happened.
+                let _ = hv.send_key(&name, &[keys.keycode]);
+                next_key = Some(at + keys.every);
+            }
         }
         console.poll().map_err(|source| GuestError::Console {
             step: step.clone(),

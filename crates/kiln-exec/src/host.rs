@@ -249,6 +249,7 @@ pub fn run_probe(
         inactivity: None,
         persistence: Persistence::Transient,
         poll_interval: Duration::from_millis(50),
+        key_presses: None,
     };
     // SeaBIOS ignores disks much smaller than 1 MiB; the file stays sparse.
     let written = std::fs::write(&disk, PROBE_BOOT_SECTOR).and_then(|()| {

@@ -105,6 +105,13 @@ pub trait Hypervisor: Send + Sync {
     /// The domain is not running or has no display.
     fn screenshot(&self, name: &str, stem: &Path) -> Result<PathBuf, HypervisorError>;
 
+    /// Presses and releases the keys `keycodes` (Linux input keycodes, e.g. 57 for space) together
+    /// on the domain's keyboard (`virDomainSendKey`).
+    ///
+    /// # Errors
+    /// The domain is not running, or the host cannot send keys.
+    fn send_key(&self, name: &str, keycodes: &[u32]) -> Result<(), HypervisorError>;
+
     /// Starts collecting lifecycle events of domain `name` (call before creating it). Returns
     /// whether this host delivers events; without them the runner polls the domain state.
     fn watch(&self, _name: &str) -> bool {

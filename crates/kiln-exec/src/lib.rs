@@ -27,8 +27,8 @@ pub use domain_xml::{
     Firmware, KernelBoot, Machine, Media, MediaKind, NicModel, OnReboot, domain_xml,
 };
 pub use guest::{
-    Cancel, Completion, Evidence, GuestError, GuestOutcome, GuestSpec, Persistence, Timings,
-    domain_name, run_guest,
+    Cancel, Completion, Evidence, GuestError, GuestOutcome, GuestSpec, KeyPresses, Persistence,
+    Timings, domain_name, run_guest,
 };
 pub use host::{
     Accel, AccelChoice, Capacity, Host, LOCAL_URI, PROBE_BOOT_SECTOR, PROBE_BOUND, PROBE_LINE,

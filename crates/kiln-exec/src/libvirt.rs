@@ -281,6 +281,24 @@ impl Hypervisor for Libvirt {
         }
     }
 
+    fn send_key(&self, name: &str, keycodes: &[u32]) -> Result<(), HypervisorError> {
+        let op = format!("key press on `{name}`");
+        let dom = self
+            .lookup(name, "key press on")?
+            .ok_or_else(|| missing(&self.uri, &op))?;
+        let mut keys = keycodes.to_vec();
+        let n = i32::try_from(keys.len()).unwrap_or(i32::MAX);
+        // VIR_KEYCODE_SET_LINUX; a 50 ms hold, as `virsh send-key` uses by default.
+        dom.send_key(
+            virt::sys::VIR_KEYCODE_SET_LINUX,
+            50,
+            keys.as_mut_ptr(),
+            n,
+            0,
+        )
+        .map_err(|e| err(&self.uri, &op, &e))
+    }
+
     fn screenshot(&self, name: &str, stem: &Path) -> Result<PathBuf, HypervisorError> {
         let op = format!("screenshot of `{name}`");
         let dom = self

@@ -237,6 +237,9 @@ impl Hypervisor for PanicsOnState<'_> {
     fn undefine(&self, name: &str) -> Result<(), kiln_exec::HypervisorError> {
         self.0.undefine(name)
     }
+    fn send_key(&self, name: &str, keycodes: &[u32]) -> Result<(), kiln_exec::HypervisorError> {
+        self.0.send_key(name, keycodes)
+    }
     fn screenshot(
         &self,
         name: &str,

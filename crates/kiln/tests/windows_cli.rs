@@ -138,3 +138,41 @@ fn check_json_carries_the_notes_and_the_located_diagnostic() {
     );
     assert!(doc["notes"].as_array().is_some_and(|n| !n.is_empty()));
 }
+
+/// The installer kernel check (`kiln_plan::installer`): a `preseed` install needs a Debian
+/// installer's kernel and initrd on the ISO; given an Ubuntu live ISO it fails at the `install`
+/// node, naming what it looked for and what the ISO holds.
+#[test]
+fn check_fails_at_the_install_node_when_the_iso_is_not_the_methods_installer() {
+    let dir = tempfile::tempdir().unwrap();
+    iso(
+        dir.path(),
+        "ubuntu.iso",
+        &[
+            "casper/vmlinuz".into(),
+            "casper/initrd".into(),
+            "boot/grub/grub.cfg".into(),
+        ],
+    );
+    std::fs::write(
+        dir.path().join("preseed.cfg"),
+        "d-i netcfg/get_hostname string x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("deb.kdl"),
+        "pipeline \"deb\" {\n    source \"ubuntu.iso\"\n    disk size=\"4GiB\"\n    install \"preseed\" file=\"preseed.cfg\"\n}\n",
+    )
+    .unwrap();
+    let (code, out) = kiln(dir.path(), &["check", "deb.kdl"]);
+    assert_eq!(code, 1, "{out}");
+    insta::assert_snapshot!(out);
+    // With the right method the same ISO passes.
+    std::fs::write(
+        dir.path().join("deb.kdl"),
+        "pipeline \"deb\" {\n    source \"ubuntu.iso\"\n    disk size=\"4GiB\"\n    install \"autoinstall\" file=\"preseed.cfg\"\n}\n",
+    )
+    .unwrap();
+    let (code, out) = kiln(dir.path(), &["check", "deb.kdl"]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -102,6 +102,7 @@ impl<'c, 'a> GuestStep<'c, 'a> {
             inactivity: None,
             persistence: Persistence::Transient,
             poll_interval: self.cx.env.poll_interval,
+            key_presses: None,
         }
     }
 

@@ -176,5 +176,6 @@ pub fn tiny_spec(run: &str, step: &str, dir: &Path, iso: &Path, disk: Option<&Pa
         inactivity: None,
         persistence: Persistence::Persistent,
         poll_interval: Duration::from_millis(50),
+        key_presses: None,
     }
 }

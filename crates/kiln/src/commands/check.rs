@@ -13,7 +13,7 @@ struct Report {
     files: Vec<String>,
     pipelines: Vec<JsonPipeline>,
     diagnostics: Vec<JsonDiagnostic>,
-    /// What the Windows media checks found or could not check.
+    /// What the media checks found or could not check.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
 }
@@ -29,14 +29,19 @@ struct JsonPipeline {
 /// Runs `kiln check`.
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> u8 {
     let mut ws = super::load_pipelines(&args.pipelines);
-    // Windows media (drivers ISO folders, installer languages) are checked when the files are
-    // there; only pipelines that loaded cleanly get this far.
+    // Installation media (Windows drivers ISO folders and languages, installer kernels) are
+    // checked when the files are there; only pipelines that loaded cleanly get this far.
     let mut notes = Vec::new();
     if ws.is_ok() {
-        let report =
-            kiln_plan::windows::check_windows_media(&ws.pipelines, &super::plan::IsoInspector);
-        ws.diagnostics.extend(report.diagnostics);
-        notes = report.notes;
+        let inspector = super::plan::IsoInspector;
+        for report in [
+            kiln_plan::windows::check_windows_media(&ws.pipelines, &inspector),
+            kiln_plan::installer::check_installer_media(&ws.pipelines, &inspector),
+        ] {
+            ws.diagnostics.extend(report.diagnostics);
+            notes.extend(report.notes);
+        }
+        kiln_syntax::diagnostic::sort(&mut ws.diagnostics);
     }
     let status = if ws.is_ok() {
         exit_codes::SUCCESS
