@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
     xorriso genisoimage ovmf swtpm mtools dosfstools debootstrap syslinux isolinux extlinux syslinux-common
-    busybox-static squashfs-tools e2fsprogs fdisk nasm debian-archive-keyring time
+    busybox-static squashfs-tools e2fsprogs fdisk nasm debian-archive-keyring time grub-efi-amd64-bin
     python3-venv curl
 )
 
