@@ -1,5 +1,6 @@
 //! The Debian fixture through `build` against real libvirt + QEMU (TCG): install from the fixture
-//! ISO with a `kiln-install.cfg` answer medium → customize with cloud-init (writes a file the test
+//! ISO through the `debian-installer` profile (a standard preseed, no kiln line in it: kernel
+//! boot, the preseed in the initrd) → customize with cloud-init (writes a file the test
 //! reads out of the converted image) → boot test → compressed qcow2. One cache serves three builds,
 //! so there is one install in the whole test: the second build runs no guest, and a build with a
 //! changed customize step reruns customize, boot-test and convert but not the install.
@@ -40,7 +41,7 @@ fn pipeline(customized: &str) -> String {
     source "installer.iso"
     disk size="2GiB"
     machine cpus=2 memory="1GiB"
-    install "kiln-install" file="kiln-install.cfg" timeout="30m"
+    install "preseed" file="preseed.cfg" timeout="30m"
     customize "cloud-init" timeout="30m" {{
         file "/etc/kiln/customized.txt" content="{customized}"
         run "echo ran > /etc/kiln/run.txt"
@@ -49,6 +50,25 @@ fn pipeline(customized: &str) -> String {
     output format="qcow2" compression="zstd"
 }}
 "#
+    )
+}
+
+/// A preseed as a user writes one for Debian 12: standard d-i questions only.
+fn preseed(hostname: &str, disk: &str) -> String {
+    format!(
+        "d-i debian-installer/locale string en_US.UTF-8\n\
+         d-i keyboard-configuration/xkb-keymap select us\n\
+         d-i netcfg/get_hostname string {hostname}\n\
+         d-i netcfg/get_domain string example.org\n\
+         d-i passwd/root-password-crypted password !\n\
+         d-i passwd/make-user boolean false\n\
+         d-i time/zone string Etc/UTC\n\
+         d-i partman-auto/disk string {disk}\n\
+         d-i partman-auto/method string regular\n\
+         d-i partman-auto/choose_recipe select atomic\n\
+         d-i partman/confirm boolean true\n\
+         d-i grub-installer/bootdev string default\n\
+         d-i preseed/late_command string in-target truncate -s 0 /etc/machine-id\n"
     )
 }
 
@@ -113,8 +133,8 @@ fn debian_install_customize_boot_test_convert_then_cached_then_partial_rebuild()
     let dir = workdir();
     std::os::unix::fs::symlink(debian_iso(), dir.path().join("installer.iso")).unwrap();
     std::fs::write(
-        dir.path().join("kiln-install.cfg"),
-        "hostname = kiln-test\nswap-size = 0\n",
+        dir.path().join("preseed.cfg"),
+        preseed("kiln-test", "/dev/vda"),
     )
     .unwrap();
     let file = dir.path().join("deb.kdl");
@@ -189,5 +209,126 @@ fn debian_install_customize_boot_test_convert_then_cached_then_partial_rebuild()
     assert_eq!(
         read_in_image(&image, dir.path(), "/etc/kiln/customized.txt"),
         "second"
+    );
+}
+
+/// What the customize step records about the machine it ran on, read back from the image: the
+/// root disk's sysfs path (which controller it hangs off), the NIC's driver, firmware and TPM.
+const DEVICE_FACTS: &str = r#"run "mkdir -p /etc/kiln && { for b in /sys/block/[sv]d?; do echo disk=$(readlink -f $b); done; for n in /sys/class/net/*/device/driver; do echo nic=$(basename $(readlink -f $n)); done; [ -d /sys/firmware/efi ] && echo firmware=efi || echo firmware=bios; ls /sys/class/tpm 2>/dev/null | sed 's/^/tpm=/'; } > /etc/kiln/devices.txt""#;
+
+/// `disk-bus` and `nic` as the guest sees them. Derived images (no install: the parent's disk
+/// is customized on the derived pipeline's machine) put the same installed system on each bus.
+#[test]
+fn disk_bus_and_nic_models_are_what_the_guest_sees() {
+    let dir = workdir();
+    std::os::unix::fs::symlink(debian_iso(), dir.path().join("installer.iso")).unwrap();
+    std::fs::write(
+        dir.path().join("preseed.cfg"),
+        preseed("kiln-bus", "/dev/vda"),
+    )
+    .unwrap();
+    let mut text = format!(
+        r#"pipeline "base" {{
+    source "installer.iso"
+    disk size="2GiB"
+    machine cpus=2 memory="1GiB"
+    install "preseed" file="preseed.cfg" timeout="30m"
+    output format="qcow2"
+}}
+"#
+    );
+    for (name, bus, nic) in [
+        ("on-scsi", "scsi", "virtio"),
+        ("on-sata", "sata", "e1000"),
+        ("on-ide", "ide", "e1000"),
+    ] {
+        text.push_str(&format!(
+            r#"pipeline "{name}" {{
+    from "base"
+    machine cpus=2 memory="1GiB" disk-bus="{bus}" nic="{nic}"
+    customize "cloud-init" timeout="30m" {{
+        {DEVICE_FACTS}
+    }}
+    output format="qcow2"
+}}
+"#
+        ));
+    }
+    let file = dir.path().join("bus.kdl");
+    std::fs::write(&file, text).unwrap();
+    let r = run_build(dir.path(), &file, &common::run_id("bus"));
+    assert_eq!(r.exit_code(), 0, "{:#?}", r.failures());
+    let facts = |image: &str| {
+        let img = r
+            .images
+            .iter()
+            .find(|i| i.image == image)
+            .and_then(|i| i.path.clone())
+            .unwrap_or_else(|| panic!("no image {image}"));
+        read_in_image(&img, dir.path(), "/etc/kiln/devices.txt")
+    };
+    let scsi = facts("on-scsi");
+    assert!(
+        scsi.contains("disk=") && scsi.contains("/virtio") && scsi.contains("/target"),
+        "{scsi}"
+    );
+    assert!(scsi.contains("nic=virtio_net"), "{scsi}");
+    let sata = facts("on-sata");
+    assert!(sata.contains("/ata"), "sata disk hangs off libata: {sata}");
+    assert!(sata.contains("nic=e1000"), "{sata}");
+    let ide = facts("on-ide");
+    assert!(ide.contains("/ata"), "ide disk hangs off libata: {ide}");
+    assert!(!ide.contains("/virtio"), "{ide}");
+    assert!(ide.contains("nic=e1000"), "{ide}");
+}
+
+/// The whole chain on UEFI: q35 + OVMF + a TPM 2.0 (swtpm), the fixture installs a GPT with an EFI
+/// System Partition, customize and the boot test boot it through OVMF; the root disk on SATA.
+#[test]
+fn uefi_q35_tpm_install_customize_boot_test_convert() {
+    let dir = workdir();
+    std::os::unix::fs::symlink(debian_iso(), dir.path().join("installer.iso")).unwrap();
+    std::fs::write(
+        dir.path().join("preseed.cfg"),
+        preseed("kiln-uefi", "/dev/sda"),
+    )
+    .unwrap();
+    let file = dir.path().join("uefi.kdl");
+    std::fs::write(
+        &file,
+        format!(
+            r#"pipeline "uefi" {{
+    source "installer.iso"
+    disk size="2GiB"
+    machine cpus=2 memory="1GiB" firmware="uefi" type="q35" tpm=#true disk-bus="sata" nic="virtio"
+    install "preseed" file="preseed.cfg" timeout="30m"
+    customize "cloud-init" timeout="30m" {{
+        {DEVICE_FACTS}
+    }}
+    boot-test timeout="30m"
+    output format="qcow2" compression="zstd"
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let r = run_build(dir.path(), &file, &common::run_id("uefi"));
+    assert_eq!(r.exit_code(), 0, "{:#?}", r.failures());
+    assert_eq!(r.guests_run, 3);
+    let install_log =
+        std::fs::read_to_string(r.run_dir.join("uefi_install.log")).unwrap_or_default();
+    assert!(
+        install_log.contains("installed disk: GPT") && install_log.contains("EFI System Partition"),
+        "{install_log}"
+    );
+    let image = r.images[0].path.clone().unwrap();
+    let facts = read_in_image(&image, dir.path(), "/etc/kiln/devices.txt");
+    assert!(facts.contains("firmware=efi"), "{facts}");
+    assert!(facts.contains("tpm=tpm0"), "{facts}");
+    assert!(facts.contains("/ata"), "{facts}");
+    assert!(facts.contains("nic=virtio_net"), "{facts}");
+    assert_eq!(
+        read_in_image(&image, dir.path(), "/etc/hostname"),
+        "kiln-uefi\n"
     );
 }

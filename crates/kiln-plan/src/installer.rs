@@ -7,7 +7,6 @@
 //! | `subiquity` | `autoinstall` | `casper/vmlinuz` + `casper/initrd` | a NoCloud `cidata` volume; `autoinstall ds=nocloud` |
 //! | `anaconda` | `kickstart` | `images/pxeboot/` (or `isolinux/`) | `ks.cfg` on an `OEMDRV` volume; `inst.ks=hd:LABEL=OEMDRV:/ks.cfg inst.stage2=hd:LABEL=<volume id>` |
 //! | `windows-setup` | `autounattend` | the ISO's own boot (UEFI: a key press gets past its prompt) | `autounattend.xml` at the root of a medium |
-//! | `kiln-fixture` | `kiln-install` | the ISO's own boot | `kiln-install.cfg` on a `KILNCFG` medium (kiln's old test installer) |
 //! | `none` | `none` | the ISO's own boot | nothing |
 //!
 //! Sources for the shapes: Debian's installation guide, appendix B (preseeding: "Loading the
@@ -40,8 +39,6 @@ pub enum InstallerProfile {
     Anaconda,
     /// Windows Setup.
     WindowsSetup,
-    /// kiln's own test installer with `kiln-install.cfg` (`fixtures/debian` before it spoke d-i).
-    KilnFixture,
     /// An ISO that installs itself.
     None,
 }
@@ -127,7 +124,6 @@ impl InstallerProfile {
             InstallMethod::Autoinstall => InstallerProfile::Subiquity,
             InstallMethod::Kickstart => InstallerProfile::Anaconda,
             InstallMethod::Autounattend => InstallerProfile::WindowsSetup,
-            InstallMethod::KilnInstall => InstallerProfile::KilnFixture,
             InstallMethod::None => InstallerProfile::None,
         }
     }
@@ -139,7 +135,6 @@ impl InstallerProfile {
             InstallerProfile::Subiquity => "subiquity",
             InstallerProfile::Anaconda => "anaconda",
             InstallerProfile::WindowsSetup => "windows-setup",
-            InstallerProfile::KilnFixture => "kiln-fixture",
             InstallerProfile::None => "none",
         }
     }
@@ -150,9 +145,7 @@ impl InstallerProfile {
             InstallerProfile::DebianInstaller
             | InstallerProfile::Subiquity
             | InstallerProfile::Anaconda => BootStyle::Kernel,
-            InstallerProfile::WindowsSetup
-            | InstallerProfile::KilnFixture
-            | InstallerProfile::None => BootStyle::Media,
+            InstallerProfile::WindowsSetup | InstallerProfile::None => BootStyle::Media,
         }
     }
 
@@ -173,10 +166,6 @@ impl InstallerProfile {
             InstallerProfile::WindowsSetup => AnswerPlacement::Volume {
                 label: "KILNCFG",
                 file: "autounattend.xml",
-            },
-            InstallerProfile::KilnFixture => AnswerPlacement::Volume {
-                label: "KILNCFG",
-                file: "kiln-install.cfg",
             },
             InstallerProfile::None => AnswerPlacement::Nothing,
         }
@@ -202,9 +191,7 @@ impl InstallerProfile {
                 ("images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"),
                 ("isolinux/vmlinuz", "isolinux/initrd.img"),
             ],
-            InstallerProfile::WindowsSetup
-            | InstallerProfile::KilnFixture
-            | InstallerProfile::None => &[],
+            InstallerProfile::WindowsSetup | InstallerProfile::None => &[],
         }
     }
 
@@ -223,9 +210,7 @@ impl InstallerProfile {
                     "inst.text".into(),
                 ]
             }
-            InstallerProfile::WindowsSetup
-            | InstallerProfile::KilnFixture
-            | InstallerProfile::None => Vec::new(),
+            InstallerProfile::WindowsSetup | InstallerProfile::None => Vec::new(),
         };
         let mut args = args;
         args.push(SERIAL_CONSOLE.into());
@@ -292,9 +277,7 @@ impl InstallerProfile {
             InstallerProfile::DebianInstaller => Some(augment_preseed(text)),
             InstallerProfile::Anaconda => Some(augment_kickstart(text)),
             InstallerProfile::Subiquity => augment_autoinstall(text).ok(),
-            InstallerProfile::WindowsSetup
-            | InstallerProfile::KilnFixture
-            | InstallerProfile::None => None,
+            InstallerProfile::WindowsSetup | InstallerProfile::None => None,
         }
     }
 }
@@ -492,7 +475,7 @@ fn help_for(profile: InstallerProfile) -> &'static str {
         InstallerProfile::Anaconda => {
             "`kickstart` is for RHEL-family media (RHEL, Rocky, Alma, Fedora: `images/pxeboot/`)"
         }
-        InstallerProfile::WindowsSetup | InstallerProfile::KilnFixture | InstallerProfile::None => {
+        InstallerProfile::WindowsSetup | InstallerProfile::None => {
             "this method boots the ISO's own boot loader"
         }
     }

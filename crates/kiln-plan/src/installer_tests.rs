@@ -91,11 +91,7 @@ fn anaconda_falls_back_to_isolinux_when_there_is_no_pxeboot_folder() {
 #[test]
 fn windows_setup_and_none_boot_the_media_not_a_kernel() {
     let t = tree(&["efi/microsoft/boot/efisys.bin", "sources/install.wim"]);
-    for p in [
-        InstallerProfile::WindowsSetup,
-        InstallerProfile::None,
-        InstallerProfile::KilnFixture,
-    ] {
+    for p in [InstallerProfile::WindowsSetup, InstallerProfile::None] {
         assert_eq!(p.boot_style(), BootStyle::Media);
         assert_eq!(p.kernel_boot(&t, &["quiet".into()]), Ok(None));
     }
@@ -216,7 +212,6 @@ fn every_install_method_has_a_profile() {
         M::Autoinstall,
         M::Kickstart,
         M::Autounattend,
-        M::KilnInstall,
         M::None,
     ]
     .into_iter()
@@ -229,7 +224,6 @@ fn every_install_method_has_a_profile() {
             "subiquity",
             "anaconda",
             "windows-setup",
-            "kiln-fixture",
             "none"
         ]
     );

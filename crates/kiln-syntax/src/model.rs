@@ -568,9 +568,6 @@ pub enum InstallMethod {
     Autoinstall,
     /// Windows Setup `autounattend.xml`.
     Autounattend,
-    /// `kiln-install.cfg` on a `KILNCFG` medium: the answer format of kiln's own Debian test
-    /// installer (`fixtures/debian`).
-    KilnInstall,
     /// The ISO installs itself and powers off; no answer media.
     None,
 }
@@ -583,7 +580,6 @@ impl InstallMethod {
             InstallMethod::Preseed => "preseed",
             InstallMethod::Autoinstall => "autoinstall",
             InstallMethod::Autounattend => "autounattend",
-            InstallMethod::KilnInstall => "kiln-install",
             InstallMethod::None => "none",
         }
     }

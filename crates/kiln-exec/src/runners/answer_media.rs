@@ -7,7 +7,6 @@
 //! | `kickstart` (anaconda) | `answer-media.iso`, label `OEMDRV` | `ks.cfg` |
 //! | `autoinstall` (subiquity) | `answer-media.iso`, label `cidata` (NoCloud) | `user-data`, `meta-data` |
 //! | `autounattend` (windows-setup) | `answer-media.iso`, label `KILNCFG` (Setup scans every removable root) | `autounattend.xml` |
-//! | `kiln-install` (kiln-fixture) | `answer-media.iso`, label `KILNCFG` | `kiln-install.cfg` |
 //!
 //! The preseed and the kickstart gain the profile's lines (power off at the end, print
 //! `KILN-INSTALL-OK` on the serial console once the system is written) after the user's own.

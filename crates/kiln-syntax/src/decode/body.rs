@@ -688,7 +688,6 @@ const INSTALL_METHODS: &[(&str, InstallMethod)] = &[
     ("preseed", InstallMethod::Preseed),
     ("autoinstall", InstallMethod::Autoinstall),
     ("autounattend", InstallMethod::Autounattend),
-    ("kiln-install", InstallMethod::KilnInstall),
     ("none", InstallMethod::None),
 ];
 
@@ -709,7 +708,7 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
         cx,
         1,
         1,
-        "a method: `kickstart`, `preseed`, `autoinstall`, `autounattend`, `kiln-install` or `none`",
+        "a method: `kickstart`, `preseed`, `autoinstall`, `autounattend` or `none`",
     ) {
         return None;
     }
@@ -748,7 +747,7 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
         Some(Some(t)) => {
             if matches!(
                 method.value,
-                InstallMethod::None | InstallMethod::Autounattend | InstallMethod::KilnInstall
+                InstallMethod::None | InstallMethod::Autounattend
             ) {
                 cx.emit(
                     Diagnostic::new(
@@ -813,10 +812,7 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
             return None;
         }
         (
-            InstallMethod::Kickstart
-            | InstallMethod::Preseed
-            | InstallMethod::Autoinstall
-            | InstallMethod::KilnInstall,
+            InstallMethod::Kickstart | InstallMethod::Preseed | InstallMethod::Autoinstall,
             None,
             _,
         ) => {
