@@ -35,17 +35,17 @@ fn reference_keys_are_fixed() {
     let expected: &[&str] = &[
         "f56f84e2ae3db62e307f853e7f53ae3ee53334abc41090841803483e93e32329 debian-12/fetch-source",
         "56d6ec08c30c48004eaf9d2f9058c4095510a24adaec6503d32ddca64ab45583 debian-12/create-disk",
-        "a96ac0183c9f1df2560b674f77e1cea0ea15c0c8aaaefa45bb1df00f4654ea0f debian-12/answer-media",
-        "a3a327b6d5d7d4282d8b9e9737e12eefe959cf8f17751691b7e4c416bc6f59ab debian-12/install",
+        "49fc5c42ef84d949d9269252130f3822cf98085d45a98872b6338a8a94ccfae7 debian-12/answer-media",
+        "f6e30f7dfadfb9ec5cc62152d0679d46372981fe98ab26d1ac352252f521b75e debian-12/install",
         "81a4561e40fe0b9ea2bbc39eda8281b66981940577d514b9803aeb404f2285e5 debian-12/customize-seed",
-        "3532b94977ca797cd2555c6bf18ba6758733332b55128245c852126a77eabd26 debian-12/customize",
-        "d01b8286c04246b57137abc0eef23f569c58e8be702180cf677c9cc4fad947f8 debian-12/convert",
-        "f593df621a2be961b319883369a66e558ef2e5603d46a6fc705c06faf9e38f3d debian-12/boot-test",
-        "1f7f0d7c71c73097487b18c490603e03c923bd775cc1808fd72bdb53d2eecd49 debian-12/publish",
+        "adb5246200433663bcfd516d22fe749d1193904e55b4961d8b2631c4268e9ae1 debian-12/customize",
+        "866cdac21f9822e0e02dbf59a1678d52a4b5611fe1cd1f77867a96f1d7289e78 debian-12/convert",
+        "56b4617d29afefad45a2878706d0800aa2f6cb5688bfe95a23d2a894babb4c87 debian-12/boot-test",
+        "3f8d154cbe29b6c0ac83c77f774d80185c3ff40b53e48d708bf3b2e5f6ee3929 debian-12/publish",
         "1fe0c7abc2027c61ee4830607b44a844ef19f59b1035ba608688a3713a8cd14b debian-12-web/customize-seed",
-        "394ada9b836dee14f54601081dd56d6fe569430a7c18fa2ca88d4deac44ad987 debian-12-web/customize",
-        "e4810330a5c95e2115e1cd6bc9dc66c99a61749a6de7383f3c94d545cf495f64 debian-12-web/convert",
-        "74209f5ea7564994561a5137b960ca24fd87f9ab29b55e751ad8399cf1d96f6f debian-12-web/publish",
+        "dd91ca1327e82d0119db6a0cf1ed4c7771c5963ec0516db362996ad296d7134e debian-12-web/customize",
+        "efa0907314dedefa4729f864b7d592e4869842ba5f7d3168332b93d2adbb2008 debian-12-web/convert",
+        "2eb8864daec07ad382b04df5a0a05128e1f9c2df128677f18df436450e5e638e debian-12-web/publish",
     ];
     assert_eq!(got, expected);
 }

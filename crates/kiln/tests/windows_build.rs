@@ -50,7 +50,9 @@ fn sha256(path: &Path) -> String {
         .to_owned()
 }
 
-/// The Debian fixture ISO, remastered with `/kiln/quick`.
+/// The Debian fixture ISO remastered as the Windows-shaped installer (`/kiln/windows.cfg`: its boot
+/// menu goes straight into Setup mode, as Windows media boot straight into Setup) in quick mode
+/// (`/kiln/quick`).
 fn quick_installer(dir: &Path) -> PathBuf {
     let iso = run(&mut Command::new(repo().join("fixtures/debian/build.sh")));
     let iso = iso.trim();
@@ -60,13 +62,18 @@ fn quick_installer(dir: &Path) -> PathBuf {
         "quick install: no root filesystem copy, no boot loader\n",
     )
     .unwrap();
+    let windows = dir.join("windows.cfg");
+    std::fs::write(&windows, "default windows\n").unwrap();
     let out = dir.join("installer.iso");
     run(Command::new("xorriso")
         .args(["-indev", iso, "-outdev"])
         .arg(&out)
         .args(["-boot_image", "any", "replay", "-map"])
         .arg(&flag)
-        .arg("/kiln/quick"));
+        .arg("/kiln/quick")
+        .arg("-map")
+        .arg(&windows)
+        .arg("/kiln/windows.cfg"));
     out
 }
 
