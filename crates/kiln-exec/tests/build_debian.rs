@@ -214,7 +214,7 @@ fn debian_install_customize_boot_test_convert_then_cached_then_partial_rebuild()
 
 /// What the customize step records about the machine it ran on, read back from the image: the
 /// root disk's sysfs path (which controller it hangs off), the NIC's driver, firmware and TPM.
-const DEVICE_FACTS: &str = r#"run "mkdir -p /etc/kiln && { for b in /sys/block/[sv]d?; do echo disk=$(readlink -f $b); done; for n in /sys/class/net/*/device/driver; do echo nic=$(basename $(readlink -f $n)); done; [ -d /sys/firmware/efi ] && echo firmware=efi || echo firmware=bios; ls /sys/class/tpm 2>/dev/null | sed 's/^/tpm=/'; } > /etc/kiln/devices.txt""#;
+const DEVICE_FACTS: &str = r#"run "mkdir -p /etc/kiln && ( for b in /sys/block/[sv]d?; do echo disk=$(readlink -f $b); done; for n in /sys/class/net/*/device/driver; do echo nic=$(basename $(readlink -f $n)); done; [ -d /sys/firmware/efi ] && echo firmware=efi || echo firmware=bios; ls /sys/class/tpm 2>/dev/null | sed 's/^/tpm=/' ) > /etc/kiln/devices.txt""#;
 
 /// `disk-bus` and `nic` as the guest sees them. Derived images (no install: the parent's disk
 /// is customized on the derived pipeline's machine) put the same installed system on each bus.
@@ -227,15 +227,15 @@ fn disk_bus_and_nic_models_are_what_the_guest_sees() {
         preseed("kiln-bus", "/dev/vda"),
     )
     .unwrap();
-    let mut text = format!(
-        r#"pipeline "base" {{
+    let mut text = String::from(
+        r#"pipeline "base" {
     source "installer.iso"
     disk size="2GiB"
     machine cpus=2 memory="1GiB"
     install "preseed" file="preseed.cfg" timeout="30m"
     output format="qcow2"
-}}
-"#
+}
+"#,
     );
     for (name, bus, nic) in [
         ("on-scsi", "scsi", "virtio"),

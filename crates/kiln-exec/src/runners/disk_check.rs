@@ -98,7 +98,7 @@ fn gpt(head: &[u8]) -> Result<BootEvidence, String> {
     let entries_lba = u64::from_le_bytes(header[72..80].try_into().unwrap_or([0; 8]));
     let count = u32_at(80) as usize;
     let size = u32_at(84) as usize;
-    if entries_lba != 2 || !(128..=512).contains(&size) || size % 8 != 0 {
+    if entries_lba != 2 || !(128..=512).contains(&size) || !size.is_multiple_of(8) {
         return Err("the disk's GPT header is not one kiln can read (entries not at LBA 2)".into());
     }
     let table = &head[1024..];

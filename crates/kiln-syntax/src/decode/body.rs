@@ -737,10 +737,7 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
             None
         }
     };
-    let kernel_args = match n.prop("kernel-args") {
-        Some(v) => Some(nonempty_template(cx, &v)),
-        None => None,
-    };
+    let kernel_args = n.prop("kernel-args").map(|v| nonempty_template(cx, &v));
     let method = method?;
     let mut answer = answer?;
     let kernel_args = match kernel_args {
