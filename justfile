@@ -50,7 +50,12 @@ demo: setup
         --cache-dir /var/lib/kiln/cache --os-cloud kiln-alpha
 
 # Every benchmark, one after another (figures and ratios are printed by each).
-bench: bench-syntax bench-plan bench-cache bench-exec bench-glance bench-unattend
+bench: bench-syntax bench-plan bench-cache bench-exec bench-glance bench-unattend bench-installers
+
+# Benchmark the real debian-installer to its preseed marker: kiln (release) vs virt-install --initrd-inject vs Packer 1.6.6 (KILN_BENCH_ROUNDS, default 1).
+bench-installers: setup
+    cargo build --release --locked -p kiln
+    KILN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln" scripts/bench-installers/run.sh --rounds "${KILN_BENCH_ROUNDS:-1}" scripts/bench-installers/real-d-i.kdl
 
 # Benchmark the plan-time drivers ISO check (directory tree + folder check) vs reading the whole ISO (1 GiB; KILN_BENCH_MIB).
 bench-unattend: setup
