@@ -25,7 +25,7 @@ use kiln_syntax::model::{InstallMethod, Origin, Pipeline};
 use kiln_unattend::IsoTree;
 use serde::Serialize;
 
-use crate::windows::{MediaInspector, MediaReport};
+use crate::io::{MediaInspector, MediaReport};
 
 /// How kiln boots and answers one family of installers; chosen by the install method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -1,5 +1,6 @@
-//! The planner's two questions to the outside world, as narrow traits: "what is in this local
-//! file?" (for keys) and "is this key's output cached?" (for `kiln plan`'s marking).
+//! The planner's questions to the outside world, as narrow traits: "what is in this local
+//! file?" (for keys), "is this key's output cached?" (for `kiln plan`'s marking) and "what is on
+//! this local CD image?" (for the plan-time media checks).
 //!
 //! The planner itself does no I/O; the CLI implements these with kiln-cache (hash memo, artifact
 //! store), tests with fakes.
@@ -7,6 +8,9 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
+
+use kiln_syntax::diagnostic::Diagnostic;
+use kiln_unattend::IsoTree;
 
 use crate::key::StepKey;
 
@@ -80,4 +84,78 @@ impl CacheQuery for FakeCache {
     fn is_cached(&self, key: &StepKey) -> bool {
         self.0.contains(key)
     }
+}
+
+/// The directory trees of local CD images, for the plan-time checks.
+pub trait MediaInspector {
+    /// The tree of the CD image at `path`; `Ok(None)` when there is no such file (it is then not
+    /// checked); `Err` when the file exists but its directory tree cannot be read.
+    fn tree(&self, path: &Path) -> Result<Option<IsoTree>, String>;
+}
+
+/// An inspector that finds no media: nothing is checked.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMedia;
+
+impl MediaInspector for NoMedia {
+    fn tree(&self, _path: &Path) -> Result<Option<IsoTree>, String> {
+        Ok(None)
+    }
+}
+
+/// A fake for tests: trees by file name (the last path component); unknown names are absent.
+#[derive(Clone, Debug, Default)]
+pub struct FakeMedia {
+    by_name: BTreeMap<String, Result<IsoTree, String>>,
+}
+
+impl FakeMedia {
+    /// No media.
+    pub fn new() -> Self {
+        FakeMedia::default()
+    }
+
+    /// A CD image named `file_name` holding `entries` (`path`, `is_dir`).
+    #[must_use]
+    pub fn with<'a>(
+        mut self,
+        file_name: &str,
+        entries: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> Self {
+        self.by_name
+            .insert(file_name.to_owned(), Ok(IsoTree::from_entries(entries)));
+        self
+    }
+
+    /// A file named `file_name` whose tree cannot be read.
+    #[must_use]
+    pub fn unreadable(mut self, file_name: &str, error: &str) -> Self {
+        self.by_name
+            .insert(file_name.to_owned(), Err(error.to_owned()));
+        self
+    }
+}
+
+impl MediaInspector for FakeMedia {
+    fn tree(&self, path: &Path) -> Result<Option<IsoTree>, String> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match self.by_name.get(&name) {
+            Some(Ok(tree)) => Ok(Some(tree.clone())),
+            Some(Err(e)) => Err(e.clone()),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What a plan-time media check found (`windows::check_windows_media`,
+/// `installer::check_installer_media`).
+#[derive(Clone, Debug, Default)]
+pub struct MediaReport {
+    /// Errors, located at the pipeline node that causes them.
+    pub diagnostics: Vec<Diagnostic>,
+    /// One line each: what was checked, what was not, where each language comes from.
+    pub notes: Vec<String>,
 }

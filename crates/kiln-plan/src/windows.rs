@@ -21,7 +21,6 @@
 //! file that is not there yet a note says so, and the notes say which languages the ISO provides.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use kiln_syntax::diagnostic::Diagnostic;
 use kiln_syntax::model::{
@@ -30,6 +29,8 @@ use kiln_syntax::model::{
 use kiln_syntax::span::Span;
 use kiln_syntax::template::Template;
 pub use kiln_unattend::IsoTree;
+
+pub use crate::io::{FakeMedia, MediaInspector, MediaReport, NoMedia};
 use kiln_unattend::{
     Arch, CloudbaseInit, ComputerName, Firmware, FirstLogonCommand, GuestTools, ImageSelector,
     LanguageTag, ModelError, Plugin, SecretRef, WindowsImage, WindowsVersion,
@@ -42,79 +43,6 @@ use crate::step::{CloudbaseParams, WindowsParams};
 pub const ADMIN_PASSWORD: &str = "admin-password";
 /// See [`ADMIN_PASSWORD`].
 pub const PRODUCT_KEY: &str = "product-key";
-
-/// The directory trees of local CD images, for the plan-time checks.
-pub trait MediaInspector {
-    /// The tree of the CD image at `path`; `Ok(None)` when there is no such file (it is then not
-    /// checked); `Err` when the file exists but its directory tree cannot be read.
-    fn tree(&self, path: &Path) -> Result<Option<IsoTree>, String>;
-}
-
-/// An inspector that finds no media: nothing is checked.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoMedia;
-
-impl MediaInspector for NoMedia {
-    fn tree(&self, _path: &Path) -> Result<Option<IsoTree>, String> {
-        Ok(None)
-    }
-}
-
-/// A fake for tests: trees by file name (the last path component); unknown names are absent.
-#[derive(Clone, Debug, Default)]
-pub struct FakeMedia {
-    by_name: BTreeMap<String, Result<IsoTree, String>>,
-}
-
-impl FakeMedia {
-    /// No media.
-    pub fn new() -> Self {
-        FakeMedia::default()
-    }
-
-    /// A CD image named `file_name` holding `entries` (`path`, `is_dir`).
-    #[must_use]
-    pub fn with<'a>(
-        mut self,
-        file_name: &str,
-        entries: impl IntoIterator<Item = (&'a str, bool)>,
-    ) -> Self {
-        self.by_name
-            .insert(file_name.to_owned(), Ok(IsoTree::from_entries(entries)));
-        self
-    }
-
-    /// A file named `file_name` whose tree cannot be read.
-    #[must_use]
-    pub fn unreadable(mut self, file_name: &str, error: &str) -> Self {
-        self.by_name
-            .insert(file_name.to_owned(), Err(error.to_owned()));
-        self
-    }
-}
-
-impl MediaInspector for FakeMedia {
-    fn tree(&self, path: &Path) -> Result<Option<IsoTree>, String> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match self.by_name.get(&name) {
-            Some(Ok(tree)) => Ok(Some(tree.clone())),
-            Some(Err(e)) => Err(e.clone()),
-            None => Ok(None),
-        }
-    }
-}
-
-/// What [`check_windows_media`] found.
-#[derive(Clone, Debug, Default)]
-pub struct MediaReport {
-    /// Errors, located at the pipeline node that causes them.
-    pub diagnostics: Vec<Diagnostic>,
-    /// One line each: what was checked, what was not, where each language comes from.
-    pub notes: Vec<String>,
-}
 
 /// A problem with one setting of a Windows image.
 #[derive(Clone, Debug, PartialEq, Eq)]

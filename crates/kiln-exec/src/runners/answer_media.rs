@@ -22,7 +22,7 @@ use std::io::Write as _;
 
 use kiln_cache::Staging;
 use kiln_plan::StepParams;
-use kiln_plan::installer::{AnswerPlacement, InstallerProfile};
+use kiln_plan::installer::AnswerPlacement;
 use kiln_plan::step::AnswerParams;
 
 use super::media::build_iso;
@@ -131,14 +131,6 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     }
 }
 
-/// The volume label of Windows answer media (Setup reads any removable root; the label is kiln's).
-pub(crate) fn windows_label() -> &'static str {
-    match InstallerProfile::WindowsSetup.answer_placement() {
-        AnswerPlacement::Volume { label, .. } => label,
-        AnswerPlacement::Initrd { .. } | AnswerPlacement::Nothing => "KILNCFG",
-    }
-}
-
 /// A gzip'd newc cpio archive holding one file `name` (mode 0644, root-owned, mtime 0, so the
 /// bytes depend on the content only) with `content`: appended to an initrd, the kernel unpacks
 /// it after the initrd's own archive, so the file appears at `/name` in the installer.
@@ -182,7 +174,7 @@ fn windows_placeholder_media(
         media.files.len(),
         image.locale.ui
     ));
-    build_iso(&cx.env.mkisofs, &dir, windows_label(), &out)?;
+    build_iso(&cx.env.mkisofs, &dir, super::windows_media::label(), &out)?;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

@@ -155,12 +155,7 @@ pub(crate) fn prepare(
         .or_else(|e| fail(format!("creating `{}`: {e}", iso.display())))?;
     fs::set_permissions(&iso, fs::Permissions::from_mode(0o600))
         .or_else(|e| fail(format!("chmod `{}`: {e}", iso.display())))?;
-    build_iso(
-        &cx.env.mkisofs,
-        &dir,
-        super::answer_media::windows_label(),
-        &iso,
-    )?;
+    build_iso(&cx.env.mkisofs, &dir, label(), &iso)?;
     cx.log.line(format_args!(
         "answer medium: {} files ({} with secrets: {}), language {}{}; deleted after the install",
         media.files.len(),
@@ -179,6 +174,15 @@ pub(crate) fn prepare(
         }
     ));
     Ok(guard)
+}
+
+/// The volume label of Windows answer media (Setup reads any removable root; the label is kiln's).
+pub(crate) fn label() -> &'static str {
+    use kiln_plan::installer::{AnswerPlacement, InstallerProfile};
+    match InstallerProfile::WindowsSetup.answer_placement() {
+        AnswerPlacement::Volume { label, .. } => label,
+        AnswerPlacement::Initrd { .. } | AnswerPlacement::Nothing => "KILNCFG",
+    }
 }
 
 #[cfg(test)]
