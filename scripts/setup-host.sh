@@ -7,7 +7,7 @@ PACKAGES=(
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
     xorriso genisoimage ovmf swtpm mtools dosfstools debootstrap syslinux isolinux extlinux syslinux-common
     busybox-static squashfs-tools e2fsprogs fdisk nasm debian-archive-keyring time grub-efi-amd64-bin
-    python3-venv curl
+    gnu-efi python3-venv curl
 )
 
 missing=()

@@ -143,8 +143,8 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
 
 /// Windows' UEFI media wait a few seconds at "Press any key to boot from CD or DVD..." and fall
 /// through to the next boot entry without a key; on a blank disk that is nothing, and the install
-/// never starts. kiln presses space through the first minute and a half (TCG's OVMF reaches the CD
-/// in 10–40 s), long before Setup's first reboot, whose prompt must pass unanswered so the
+/// never starts. kiln presses space through the first two minutes (TCG's OVMF reaches the CD
+/// in 10–60 s), long before Setup's first reboot, whose prompt must pass unanswered so the
 /// installed disk boots (see docs/decisions/windows-boot-prompt.md). BIOS media prompt only when
 /// the disk already boots, and the other profiles have no prompt.
 fn boot_prompt_keys(profile: InstallerProfile, uefi: bool) -> Option<crate::guest::KeyPresses> {
@@ -152,7 +152,7 @@ fn boot_prompt_keys(profile: InstallerProfile, uefi: bool) -> Option<crate::gues
         InstallerProfile::WindowsSetup if uefi => Some(crate::guest::KeyPresses {
             keycode: KEY_SPACE,
             every: Duration::from_secs(1),
-            until: Duration::from_secs(90),
+            until: Duration::from_secs(120),
         }),
         InstallerProfile::WindowsSetup
         | InstallerProfile::DebianInstaller
