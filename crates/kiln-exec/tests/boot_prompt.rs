@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::{assert_no_domains, workdir};
@@ -19,30 +18,13 @@ use kiln_exec::{
     GuestSpec, KeyPresses, Machine, OnReboot, Pattern, Persistence, run_guest,
 };
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stdout_path(cmd: &mut Command) -> PathBuf {
-    let out = cmd.output().expect("run fixture script");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// The Windows-shaped fixture with its UEFI prompt, in quick mode.
 fn prompting_installer(dir: &Path) -> PathBuf {
-    let debian = stdout_path(&mut Command::new(
-        repo_root().join("fixtures/debian/build.sh"),
-    ));
-    stdout_path(
-        Command::new(repo_root().join("fixtures/windows-prompt/remaster.sh"))
-            .arg(&debian)
-            .arg(dir.join("windows-prompt.iso"))
-            .arg("--quick"),
+    let debian = common::fixture("fixtures/debian/build.sh", &[]);
+    let out = dir.join("windows-prompt.iso");
+    common::fixture(
+        "fixtures/windows-prompt/remaster.sh",
+        &[debian.as_os_str(), out.as_os_str(), "--quick".as_ref()],
     )
 }
 

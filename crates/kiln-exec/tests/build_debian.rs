@@ -7,33 +7,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{assert_no_domains, workdir};
-use kiln_exec::build::{BuildOptions, BuildResult, MemoDigests, PlainSink, build};
+use kiln_exec::build::{BuildOptions, BuildResult, PlainSink, build};
 use kiln_exec::scheduler::TaskStatus;
 use kiln_exec::{Accel, Host};
-use kiln_plan::{Plan, PlanOptions, StepKind, ToolVersions};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Builds (or finds in its cache) the Debian installer ISO fixture.
-fn debian_iso() -> PathBuf {
-    let out = Command::new(repo_root().join("fixtures/debian/build.sh"))
-        .output()
-        .expect("run fixtures/debian/build.sh");
-    assert!(
-        out.status.success(),
-        "fixtures/debian/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use kiln_plan::StepKind;
 
 fn pipeline(customized: &str) -> String {
     format!(
@@ -72,21 +55,6 @@ fn preseed(hostname: &str, disk: &str) -> String {
     )
 }
 
-fn plan(file: &Path, cache: &Path) -> Plan {
-    let ws = kiln_syntax::load(
-        &[file.to_owned()],
-        &kiln_syntax::LoadOptions::default(),
-        &kiln_syntax::RealFs,
-    );
-    assert!(ws.is_ok(), "{}", ws.render(false));
-    let digests = MemoDigests::new(&kiln_cache::CacheRoot::new(cache));
-    let options = PlanOptions {
-        tools: ToolVersions::fixed("test"),
-        ..PlanOptions::default()
-    };
-    kiln_plan::plan(&ws.pipelines, &options, &digests).expect("plan")
-}
-
 fn run_build(dir: &Path, file: &Path, run: &str) -> BuildResult {
     common::ensure_libvirt();
     let cache = dir.join("cache");
@@ -96,7 +64,7 @@ fn run_build(dir: &Path, file: &Path, run: &str) -> BuildResult {
     host.accel = Accel::Tcg;
     o.hosts = vec![host];
     o.sink = Arc::new(PlainSink);
-    let r = build(&plan(file, &cache), &o).unwrap();
+    let r = build(&common::plan_files(&[file.to_owned()], &cache), &o).unwrap();
     assert_no_domains(run);
     r
 }
@@ -131,7 +99,11 @@ fn read_in_image(image: &Path, dir: &Path, path: &str) -> String {
 #[test]
 fn debian_install_customize_boot_test_convert_then_cached_then_partial_rebuild() {
     let dir = workdir();
-    std::os::unix::fs::symlink(debian_iso(), dir.path().join("installer.iso")).unwrap();
+    std::os::unix::fs::symlink(
+        common::fixture("fixtures/debian/build.sh", &[]),
+        dir.path().join("installer.iso"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("preseed.cfg"),
         preseed("kiln-test", "/dev/vda"),
@@ -221,7 +193,11 @@ const DEVICE_FACTS: &str = r#"run "mkdir -p /etc/kiln && ( for b in /sys/block/[
 #[test]
 fn disk_bus_and_nic_models_are_what_the_guest_sees() {
     let dir = workdir();
-    std::os::unix::fs::symlink(debian_iso(), dir.path().join("installer.iso")).unwrap();
+    std::os::unix::fs::symlink(
+        common::fixture("fixtures/debian/build.sh", &[]),
+        dir.path().join("installer.iso"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("preseed.cfg"),
         preseed("kiln-bus", "/dev/vda"),
@@ -287,7 +263,11 @@ fn disk_bus_and_nic_models_are_what_the_guest_sees() {
 #[test]
 fn uefi_q35_tpm_install_customize_boot_test_convert() {
     let dir = workdir();
-    std::os::unix::fs::symlink(debian_iso(), dir.path().join("installer.iso")).unwrap();
+    std::os::unix::fs::symlink(
+        common::fixture("fixtures/debian/build.sh", &[]),
+        dir.path().join("installer.iso"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("preseed.cfg"),
         preseed("kiln-uefi", "/dev/sda"),

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{assert_no_domains, first_bytes, fixtures, workdir};
-use kiln_exec::build::{
-    BuildEvent, BuildOptions, BuildResult, MemoDigests, PlainSink, Sink, build,
-};
+use kiln_exec::build::{BuildEvent, BuildOptions, BuildResult, PlainSink, Sink, build};
 use kiln_exec::scheduler::TaskStatus;
 use kiln_exec::{Accel, Host};
-use kiln_plan::{Plan, PlanOptions, StepKind, ToolVersions};
+use kiln_plan::StepKind;
 
 /// A pipeline installing `iso` (next to the file) with method `none`, converted to qcow2.
 fn tiny_pipeline(name: &str, iso: &str, timeout: &str) -> String {
@@ -29,21 +27,6 @@ fn tiny_pipeline(name: &str, iso: &str, timeout: &str) -> String {
 }}
 "#
     )
-}
-
-fn plan_files(files: &[PathBuf], cache: &Path) -> Plan {
-    let ws = kiln_syntax::load(
-        files,
-        &kiln_syntax::LoadOptions::default(),
-        &kiln_syntax::RealFs,
-    );
-    assert!(ws.is_ok(), "{}", ws.render(false));
-    let digests = MemoDigests::new(&kiln_cache::CacheRoot::new(cache));
-    let options = PlanOptions {
-        tools: ToolVersions::fixed("test"),
-        ..PlanOptions::default()
-    };
-    kiln_plan::plan(&ws.pipelines, &options, &digests).expect("plan")
 }
 
 fn options(dir: &Path, run: &str) -> BuildOptions {
@@ -83,7 +66,7 @@ fn tiny_pipeline_output_holds_what_the_installer_wrote_and_rebuild_runs_no_guest
     );
     let run = common::run_id("tiny");
     let opts = options(dir.path(), &run);
-    let plan = plan_files(std::slice::from_ref(&file), &dir.path().join("cache"));
+    let plan = common::plan_files(std::slice::from_ref(&file), &dir.path().join("cache"));
 
     let first = build(&plan, &opts).unwrap();
     assert_no_domains(&run);
@@ -108,7 +91,7 @@ fn tiny_pipeline_output_holds_what_the_installer_wrote_and_rebuild_runs_no_guest
 
     // Second build of the same pipeline (planned again): no guest, everything from the cache.
     let t = Instant::now();
-    let plan2 = plan_files(&[file], &dir.path().join("cache"));
+    let plan2 = common::plan_files(&[file], &dir.path().join("cache"));
     let mut opts2 = options(dir.path(), &format!("{run}-2"));
     opts2.run_id = format!("{run}-2");
     let second = build(&plan2, &opts2).unwrap();
@@ -140,7 +123,7 @@ fn hanging_installer_hits_the_timeout_with_console_and_screenshot() {
     );
     let run = common::run_id("hang");
     let opts = options(dir.path(), &run);
-    let plan = plan_files(&[file], &dir.path().join("cache"));
+    let plan = common::plan_files(&[file], &dir.path().join("cache"));
     let r = build(&plan, &opts).unwrap();
     assert_no_domains(&run);
     assert_eq!(r.exit_code(), kiln_exec::build::EXIT_FAILED);
@@ -189,7 +172,7 @@ fn sigint_mid_install_destroys_the_guest_and_commits_nothing() {
     let run = common::run_id("cancel");
     let opts = options(dir.path(), &run);
     signal_hook::flag::register(signal_hook::consts::SIGINT, opts.cancel.flag()).unwrap();
-    let plan = plan_files(&[file], &dir.path().join("cache"));
+    let plan = common::plan_files(&[file], &dir.path().join("cache"));
     let watcher = {
         let run = run.clone();
         std::thread::spawn(move || {
@@ -262,7 +245,7 @@ fn two_pipelines_build_in_parallel_on_one_host() {
     };
     let rec = Arc::new(Recorder::default());
     opts.sink = rec.clone();
-    let plan = plan_files(&[a, b], &dir.path().join("cache"));
+    let plan = common::plan_files(&[a, b], &dir.path().join("cache"));
     let r = build(&plan, &opts).unwrap();
     assert_no_domains(&run);
     assert_eq!(r.exit_code(), 0, "{:?}", r.failures());
@@ -371,7 +354,7 @@ fn two_hosts_from_a_project_file_each_run_a_guest() {
     opts.hosts = hosts;
     let rec = Arc::new(Recorder::default());
     opts.sink = rec.clone();
-    let plan = plan_files(&[a, b], &dir.path().join("cache"));
+    let plan = common::plan_files(&[a, b], &dir.path().join("cache"));
     let r = build(&plan, &opts).unwrap();
     assert_no_domains(&run);
     assert_eq!(r.exit_code(), 0, "{:?}", r.failures());

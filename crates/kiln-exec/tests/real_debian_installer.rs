@@ -14,14 +14,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use common::{assert_no_domains, workdir};
-use kiln_exec::build::{BuildOptions, BuildResult, MemoDigests, PlainSink, build};
+use kiln_exec::build::{BuildOptions, BuildResult, PlainSink, build};
 use kiln_exec::{Accel, Host};
-use kiln_plan::{Plan, PlanOptions, ToolVersions};
 
 const MARKER: &str = "KILN-PRESEED-READ";
 
@@ -44,41 +42,13 @@ d-i partman-auto/choose_recipe select atomic
 d-i finish-install/reboot_in_progress note
 ";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Builds (or finds in its cache) the netboot CD.
-fn netboot_iso() -> PathBuf {
-    let out = Command::new(repo_root().join("fixtures/debian-netboot/build.sh"))
-        .output()
-        .expect("run fixtures/debian-netboot/build.sh");
-    assert!(
-        out.status.success(),
-        "fixtures/debian-netboot/build.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-fn plan(file: &Path, cache: &Path) -> Plan {
-    let ws = kiln_syntax::load(
-        &[file.to_owned()],
-        &kiln_syntax::LoadOptions::default(),
-        &kiln_syntax::RealFs,
-    );
-    assert!(ws.is_ok(), "{}", ws.render(false));
-    let digests = MemoDigests::new(&kiln_cache::CacheRoot::new(cache));
-    let options = PlanOptions {
-        tools: ToolVersions::fixed("test"),
-        ..PlanOptions::default()
-    };
-    kiln_plan::plan(&ws.pipelines, &options, &digests).expect("plan")
-}
-
 fn run(dir: &Path, pipeline: &str, run: &str) -> (BuildResult, String) {
     common::ensure_libvirt();
-    std::os::unix::fs::symlink(netboot_iso(), dir.join("netboot.iso")).unwrap();
+    std::os::unix::fs::symlink(
+        common::fixture("fixtures/debian-netboot/build.sh", &[]),
+        dir.join("netboot.iso"),
+    )
+    .unwrap();
     std::fs::write(dir.join("preseed.cfg"), PRESEED).unwrap();
     let file = dir.join("real.kdl");
     std::fs::write(&file, pipeline).unwrap();
@@ -89,7 +59,7 @@ fn run(dir: &Path, pipeline: &str, run: &str) -> (BuildResult, String) {
     host.accel = Accel::Tcg;
     o.hosts = vec![host];
     o.sink = Arc::new(PlainSink);
-    let r = build(&plan(&file, &cache), &o).unwrap();
+    let r = build(&common::plan_files(&[file.clone()], &cache), &o).unwrap();
     assert_no_domains(run);
     let console =
         std::fs::read_to_string(r.run_dir.join("real_install.console.log")).unwrap_or_default();

@@ -20,8 +20,39 @@ use kiln_exec::{
 
 pub const URI: &str = "qemu:///system";
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a fixture script of the repository (`fixtures/debian/build.sh`, ...) with `args` and
+/// returns the path it prints: the fixture, built or found in its cache.
+pub fn fixture(script: &str, args: &[&std::ffi::OsStr]) -> PathBuf {
+    let out = Command::new(repo_root().join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Loads and plans pipeline files with fixed tool versions, digests memoized in `cache`.
+pub fn plan_files(files: &[PathBuf], cache: &Path) -> kiln_plan::Plan {
+    let ws = kiln_syntax::load(
+        files,
+        &kiln_syntax::LoadOptions::default(),
+        &kiln_syntax::RealFs,
+    );
+    assert!(ws.is_ok(), "{}", ws.render(false));
+    let digests = kiln_exec::build::MemoDigests::new(&kiln_cache::CacheRoot::new(cache));
+    let options = kiln_plan::PlanOptions {
+        tools: kiln_plan::ToolVersions::fixed("test"),
+        ..kiln_plan::PlanOptions::default()
+    };
+    kiln_plan::plan(&ws.pipelines, &options, &digests).expect("plan")
 }
 
 /// Starts libvirtd through the repo's script unless `qemu:///system` already answers.
