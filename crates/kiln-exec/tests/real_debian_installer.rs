@@ -59,7 +59,7 @@ fn run(dir: &Path, pipeline: &str, run: &str) -> (BuildResult, String) {
     host.accel = Accel::Tcg;
     o.hosts = vec![host];
     o.sink = Arc::new(PlainSink);
-    let r = build(&common::plan_files(&[file.clone()], &cache), &o).unwrap();
+    let r = build(&common::plan_files(std::slice::from_ref(&file), &cache), &o).unwrap();
     assert_no_domains(run);
     let console =
         std::fs::read_to_string(r.run_dir.join("real_install.console.log")).unwrap_or_default();
