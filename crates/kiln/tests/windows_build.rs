@@ -50,30 +50,16 @@ fn sha256(path: &Path) -> String {
         .to_owned()
 }
 
-/// The Debian fixture ISO remastered as the Windows-shaped installer (`/kiln/windows.cfg`: its boot
-/// menu goes straight into Setup mode, as Windows media boot straight into Setup) in quick mode
-/// (`/kiln/quick`).
+/// The Debian fixture ISO remastered as the Windows-shaped installer in quick mode
+/// (`fixtures/windows-prompt/remaster.sh`: its boot goes straight into Setup mode on BIOS, as
+/// Windows media boot straight into Setup; on UEFI behind Microsoft's "press any key" prompt).
 fn quick_installer(dir: &Path) -> PathBuf {
     let iso = run(&mut Command::new(repo().join("fixtures/debian/build.sh")));
-    let iso = iso.trim();
-    let flag = dir.join("quick");
-    std::fs::write(
-        &flag,
-        "quick install: no root filesystem copy, no boot loader\n",
-    )
-    .unwrap();
-    let windows = dir.join("windows.cfg");
-    std::fs::write(&windows, "default windows\n").unwrap();
     let out = dir.join("installer.iso");
-    run(Command::new("xorriso")
-        .args(["-indev", iso, "-outdev"])
+    run(Command::new(repo().join("fixtures/windows-prompt/remaster.sh"))
+        .arg(iso.trim())
         .arg(&out)
-        .args(["-boot_image", "any", "replay", "-map"])
-        .arg(&flag)
-        .arg("/kiln/quick")
-        .arg("-map")
-        .arg(&windows)
-        .arg("/kiln/windows.cfg"));
+        .arg("--quick"));
     out
 }
 
