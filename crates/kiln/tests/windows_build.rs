@@ -56,10 +56,12 @@ fn sha256(path: &Path) -> String {
 fn quick_installer(dir: &Path) -> PathBuf {
     let iso = run(&mut Command::new(repo().join("fixtures/debian/build.sh")));
     let out = dir.join("installer.iso");
-    run(Command::new(repo().join("fixtures/windows-prompt/remaster.sh"))
-        .arg(iso.trim())
-        .arg(&out)
-        .arg("--quick"));
+    run(
+        Command::new(repo().join("fixtures/windows-prompt/remaster.sh"))
+            .arg(iso.trim())
+            .arg(&out)
+            .arg("--quick"),
+    );
     out
 }
 

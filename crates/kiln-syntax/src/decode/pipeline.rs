@@ -207,6 +207,30 @@ fn check(
             .help("set `firmware=\"uefi\"` or remove `secure-boot`"),
         );
     }
+    // kiln boots these installers by their kernel (libvirt direct kernel boot); with Secure Boot
+    // OVMF starts only binaries signed by a key in its db (Microsoft's), and distribution kernels
+    // are signed by the distribution, for shim to check: the boot would be refused.
+    if let Some(install) = &p.install
+        && m.secure_boot.value
+        && matches!(
+            install.method.value,
+            InstallMethod::Preseed | InstallMethod::Autoinstall | InstallMethod::Kickstart
+        )
+    {
+        diags.push(
+            Diagnostic::new(
+                "conflicting-properties",
+                m.secure_boot.span,
+                format!(
+                    "install method `{}` is booted by its kernel, which Secure Boot firmware refuses to start",
+                    install.method.value.name()
+                ),
+            )
+            .label("secure boot on")
+            .with(install.method.span, "kernel-booted installer")
+            .help("build with `secure-boot` off: the installed system's own shim and boot loader are what a Secure Boot cloud checks"),
+        );
+    }
     if m.disk_bus.value == DiskBus::Ide && m.machine_type.value == MachineType::Q35 {
         diags.push(
             Diagnostic::new(
