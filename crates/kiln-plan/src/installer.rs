@@ -345,12 +345,14 @@ fn preseed_late_command(text: &str) -> Option<String> {
 }
 
 /// The user's preseed, then kiln's lines: power off at the end, and a `late_command` that runs
-/// the user's own `late_command` first and prints [`INSTALL_DONE_LINE`] only when it succeeded.
+/// the user's own `late_command` first (in a subshell) and prints [`INSTALL_DONE_LINE`] only when
+/// all of it succeeded.
 /// debconf keeps the last value of a question, so these win.
 pub fn augment_preseed(text: &str) -> String {
     let done = format!("echo {INSTALL_DONE_LINE} > /dev/ttyS0");
     let late = match preseed_late_command(text) {
-        Some(user) => format!("{user} && {done}"),
+        // A subshell, so a failure anywhere in the user's `a; b` list keeps the line unprinted.
+        Some(user) => format!("( {user} ) && {done}"),
         None => done,
     };
     let mut out = text.to_owned();

@@ -153,7 +153,7 @@ fn the_preseed_gains_poweroff_and_a_late_command_that_keeps_the_users_own() {
     assert!(out.contains("d-i debian-installer/exit/poweroff boolean true\n"));
     assert!(
         out.ends_with(
-            "d-i preseed/late_command string in-target touch /etc/x;     echo done && echo KILN-INSTALL-OK > /dev/ttyS0\n"
+            "d-i preseed/late_command string ( in-target touch /etc/x;     echo done ) && echo KILN-INSTALL-OK > /dev/ttyS0\n"
         ),
         "{out}"
     );
