@@ -115,3 +115,8 @@ bench-plan:
 # Benchmark: `kiln check` of 1,000 generated pipeline files (release build).
 bench-syntax:
     cargo run --release --locked -p kiln-syntax --example bench_check -- 1000
+
+# Benchmark a full fixture build, kiln (release) vs Packer 1.6.6 with the same preseed and cloud-init steps: cold, and a customize-only rebuild (KILN_BENCH_ROUNDS, default 1).
+bench-build: setup
+    cargo build --release --locked -p kiln
+    KILN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln" scripts/bench-build/run.sh --rounds "${KILN_BENCH_ROUNDS:-1}"
