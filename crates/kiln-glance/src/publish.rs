@@ -259,7 +259,10 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
             import = true;
             continue;
         }
-        if attempt >= UPLOAD_ATTEMPTS || !is_transient(&cause) || req.cancel.is_cancelled() {
+        if attempt >= UPLOAD_ATTEMPTS
+            || !(is_transient(&cause) || is_broken_upload(&cause))
+            || req.cancel.is_cancelled()
+        {
             return Err(cause);
         }
         // The half-made image is gone; the next attempt starts from a new one.
@@ -284,6 +287,15 @@ fn is_transient(e: &Error) -> bool {
             ..
         } | Error::ImportFailed { .. }
     )
+}
+
+/// The connection broke while the image data was sent. Besides a network fault, this is how a
+/// refusal that Glance sends before reading the body (a 403 by policy, seen under load) can reach
+/// the client: the server answers and closes while the client still writes, and the client sees
+/// the broken pipe instead of the answer. A new attempt (with a new image) gets either the data
+/// through or the answer itself.
+fn is_broken_upload(e: &Error) -> bool {
+    matches!(e, Error::Transport { method: "PUT", url, .. } if url.ends_with("/file") || url.ends_with("/stage"))
 }
 
 /// Glance refused `PUT …/file` by policy (clouds that allow only the interoperable import).
