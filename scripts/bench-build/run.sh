@@ -86,15 +86,32 @@ stop_group() {
 cleanup() {
     [ -z "$current_pid" ] || stop_group "$current_pid"
     [ -z "$load_pid" ] || kill "$load_pid" 2>/dev/null || true
+    [ -z "${cg:-}" ] || rmdir "$cg" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM
 
+# CPU fairness on a shared machine: libvirt puts every guest (kiln's and other sessions') in the
+# cgroup-v1 cpu group /machine, which as a whole weighs as much as one busy thread outside it. A
+# Packer qemu started from a shell competes outside it, as one more thread per vCPU, and gets several
+# times the CPU of a libvirt guest whenever other guests run. So Packer's process group runs in its
+# own cpu cgroup under /machine, next to the libvirt guests (PACKER_CGROUP=0 leaves it where it is).
+cg=''
+if [ "${PACKER_CGROUP:-1}" = 1 ] && [ -d /sys/fs/cgroup/cpu/machine ]; then
+    cg=/sys/fs/cgroup/cpu/machine/kiln-bb-packer-$$
+    mkdir -p "$cg" 2>/dev/null || cg=''
+fi
+[ -n "$cg" ] || log "Packer runs outside libvirt's cpu cgroup (/machine): on a machine shared with other guests it gets more CPU than kiln's guests"
+
 # run_bg LOG CMD...: CMD in its own session, output to LOG, stopped after $timeout_s; its status.
+# With IN_CG set, CMD starts in the cgroup $cg.
 run_bg() {
     local out=$1 pid t0 rc=0
     shift
     t0=$(now)
+    if [ -n "${IN_CG:-}" ] && [ -n "$cg" ]; then
+        set -- sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" "$@"
+    fi
     setsid "$@" >"$out" 2>&1 &
     pid=$!
     current_pid=$pid
@@ -140,9 +157,11 @@ run_cmd='mkdir -p /var/lib/bench-build && date -u +%Y-%m-%dT%H:%M:%SZ > /var/lib
 kiln_build() {
     local d=$1 tag=$2 pipeline=$3 t0 rc=0
     t0=$(now)
+    t_start=$(date +%s)
     run_bg "$d/$tag.json" "$kiln_bin" build "$pipeline" --accel tcg --no-publish --json \
         --cache-dir "$d/kiln-cache" || rc=$?
     secs=$(since "$t0")
+    t_end=$(date +%s)
     [ $rc -eq 0 ] || log "kiln exited with $rc (see $d/$tag.json)"
     # Each step's status and time, and the image from the convert step's artifact folder.
     python3 - "$d/$tag.json" >"$d/$tag.steps" <<'PY' || true
@@ -170,6 +189,7 @@ run_kiln() { # DIR ROUND: sets r_cold r_rebuild (seconds or FAIL) and their chec
     c_kiln_cold=$( [ -n "$image" ] && check_image "$image" "$motd_cold" || echo "build failed")
     log "round $round: kiln cold $secs s: $c_kiln_cold ($(cut -f1,2 "$d/cold.steps" | tr '\t\n' ': ' ))"
     [ "$c_kiln_cold" = ok ] || r_kiln_cold=FAIL
+    span[kiln-cold]="$t_start"$'\t'"$t_end"
     same_inputs_as_kiln "$d"
     sed 's|(cold)|(rebuild, round '"$round"')|' "$here/bench-build.kdl" >"$here/rebuild.kdl"
     motd=$(motd_rebuild "$round")
@@ -180,6 +200,7 @@ run_kiln() { # DIR ROUND: sets r_cold r_rebuild (seconds or FAIL) and their chec
     c_kiln_rebuild=$( [ -n "$image" ] && check_image "$image" "$motd" || echo "build failed")
     log "round $round: kiln rebuild $secs s: $c_kiln_rebuild ($(cut -f1,2 "$d/rebuild.steps" | tr '\t\n' ': ' ))"
     [ "$c_kiln_rebuild" = ok ] || r_kiln_rebuild=FAIL
+    span[kiln-rebuild]="$t_start"$'\t'"$t_end"
     rm -f "$here/rebuild.kdl"
     cp "$d/kiln-cache/runs"/*/*.console.log "$d/" 2>/dev/null || true
     [ -n "${KEEP:-}" ] || rm -rf "$d/kiln-cache"
@@ -189,7 +210,8 @@ run_kiln() { # DIR ROUND: sets r_cold r_rebuild (seconds or FAIL) and their chec
 # What kiln does inside its build, done by hand for Packer (and timed with it).
 # prep_install DIR: DIR/vmlinuz and DIR/initrd.gz (the ISO's, with the preseed kiln's
 # debian-installer profile writes appended as a gzip'd newc cpio: the user's file, a comment, the
-# power-off line and the user's late_command && echo KILN-INSTALL-OK > /dev/ttyS0).
+# power-off line and `( <the user's late_command> ) && echo KILN-INSTALL-OK > /dev/ttyS0`; run.sh
+# compares it with kiln's own after kiln's cold build).
 prep_install() {
     local d=$1
     mkdir -p "$d/answers"
@@ -207,7 +229,7 @@ for line in text.splitlines():
     if len(words) >= 2 and words[1] == "preseed/late_command":
         late = words[3].strip() if len(words) > 3 else None
 done = "echo KILN-INSTALL-OK > /dev/ttyS0"
-late = f"{late} && {done}" if late else done
+late = f"( {late} ) && {done}" if late else done
 if text and not text.endswith("\n"):
     text += "\n"
 text += "# Added by kiln's debian-installer profile: power off when done, and say so.\n"
@@ -248,7 +270,7 @@ PY
 packer_install() {
     local d=$1 tag=$2
     : >"$d/$tag-install.serial"
-    run_bg "$d/$tag-install.log" \
+    IN_CG=1 run_bg "$d/$tag-install.log" \
         env PACKER_CACHE_DIR="$d/packer_cache" PACKER_LOG=1 PACKER_LOG_PATH="$d/$tag-install.debug" CHECKPOINT_DISABLE=1 \
         packer build -force -color=false -var "iso=$iso" -var "kernel=$d/vmlinuz" -var "initrd=$d/initrd.gz" \
         -var "output=$d/install" -var "serial=$d/$tag-install.serial" -var "name=kiln-bb-packer-install-$$" \
@@ -258,7 +280,7 @@ packer_install() {
 packer_customize() {
     local d=$1 tag=$2
     : >"$d/$tag-customize.serial"
-    run_bg "$d/$tag-customize.log" \
+    IN_CG=1 run_bg "$d/$tag-customize.log" \
         env PACKER_CACHE_DIR="$d/packer_cache" PACKER_LOG=1 PACKER_LOG_PATH="$d/$tag-customize.debug" CHECKPOINT_DISABLE=1 \
         packer build -force -color=false -var "disk=$d/install/kiln-bb-packer-install-$$.qcow2" \
         -var "seed=$d/seed.iso" -var "output=$d/customize" -var "serial=$d/$tag-customize.serial" \
@@ -277,6 +299,7 @@ packer_run() {
     local d=$1 tag=$2 mode=$3 motd=$4 t0 t1 ok=1
     phases=''
     t0=$(now)
+    t_start=$(date +%s)
     if [ "$mode" = full ]; then
         t1=$(now); prep_install "$d" || ok=0; phases+="prep=$(since "$t1") "
         if [ $ok = 1 ]; then t1=$(now); packer_install "$d" "$tag" || ok=0; phases+="install=$(since "$t1") "; fi
@@ -285,6 +308,7 @@ packer_run() {
     if [ $ok = 1 ]; then t1=$(now); packer_customize "$d" "$tag" || ok=0; phases+="customize=$(since "$t1") "; fi
     if [ $ok = 1 ]; then t1=$(now); packer_convert "$d" || ok=0; phases+="convert=$(since "$t1")"; fi
     secs=$(since "$t0")
+    t_end=$(date +%s)
     check=$( [ $ok = 1 ] && check_image "$d/image.qcow2" "$motd" || echo "build failed (see $d/$tag-*.log)")
     [ "$check" = ok ] || secs=FAIL
 }
@@ -295,15 +319,18 @@ run_packer() { # DIR ROUND
     log "round $round: packer cold build (install, customize, convert) ..."
     packer_run "$d" cold full "$motd_cold"
     r_packer_cold=$secs
+    span[packer-cold]="$t_start"$'\t'"$t_end"
     log "round $round: packer cold $secs s: $check ($phases)"
     motd=$(motd_rebuild "$round")
     log "round $round: packer -force rebuild (both builds again) ..."
     packer_run "$d" force full "$motd"
     r_packer_force=$secs
+    span[packer-force]="$t_start"$'\t'"$t_end"
     log "round $round: packer -force $secs s: $check ($phases)"
     log "round $round: packer split rebuild (build 2 + convert on the kept install) ..."
     packer_run "$d" split split "$motd"
     r_packer_split=$secs
+    span[packer-split]="$t_start"$'\t'"$t_end"
     log "round $round: packer split $secs s: $check ($phases)"
     [ -n "${KEEP:-}" ] || rm -rf "$d/packer_cache" "$d/install" "$d/customize" "$d/image.qcow2"
 }
@@ -328,7 +355,8 @@ same_inputs_as_kiln() {
 # ---------------------------------------------------------------- rounds
 declare -A res
 rows=(kiln-cold packer-cold kiln-rebuild packer-force packer-split)
-printf 'round\tmeasure\tseconds\n' >"$work/results.tsv"
+printf 'round\tmeasure\tseconds\tstart\tend\n' >"$work/results.tsv"
+declare -A span  # measure -> "start<TAB>end" (epoch seconds) of the last run
 for round in $(seq 1 "$rounds"); do
     order=("${tools[@]}")
     if [ $((round % 2)) -eq 0 ]; then
@@ -350,7 +378,7 @@ for round in $(seq 1 "$rounds"); do
         esac
         for ((i = 0; i < ${#vals[@]}; i += 2)); do
             res[${vals[$i]}]="${res[${vals[$i]}]:-} ${vals[$((i + 1))]}"
-            printf '%s\t%s\t%s\n' "$round" "${vals[$i]}" "${vals[$((i + 1))]}" >>"$work/results.tsv"
+            printf '%s\t%s\t%s\t%s\n' "$round" "${vals[$i]}" "${vals[$((i + 1))]}" "${span[${vals[$i]}]}" >>"$work/results.tsv"
         done
     done
 done
@@ -369,13 +397,19 @@ declare -A label=(
     [packer-force]="rebuild: packer -force (both builds)"
     [packer-split]="rebuild: packer split (build 2+convert)"
 )
+# load_of MEASURE: the mean 1-min load average sampled while MEASURE ran (all rounds).
+load_of() {
+    awk -F'\t' -v m="$1" 'NR == FNR { if ($2 == m && $4 != "") { s[++n] = $4; e[n] = $5 }; next }
+        { for (i = 1; i <= n; i++) if ($1 >= s[i] && $1 <= e[i]) { sum += $2; c++ } }
+        END { if (c) printf "%.1f", sum / c; else print "-" }' "$work/results.tsv" FS=' ' "$work/loadavg.log"
+}
 load=$(awk '{ s += $2; n++; if ($2 > m) m = $2 } END { if (n) printf "mean %.1f, max %.1f (1-min load average, %d samples)", s / n, m, n }' "$work/loadavg.log")
 echo
-printf '%-42s %-9s %-6s %s\n' measure median_s ratio "per round"
+printf '%-42s %-9s %-6s %-5s %s\n' measure median_s ratio load "per round"
 for r in "${rows[@]}"; do
     [ -n "${res[$r]:-}" ] || continue
     case $r in *-cold) f=$fast_cold ;; *) f=$fast_rebuild ;; esac
-    printf '%-42s %-9s %-6s %s\n' "${label[$r]}" "${med[$r]}" "$(ratio "${med[$r]}" "$f")" "${res[$r]# }"
+    printf '%-42s %-9s %-6s %-5s %s\n' "${label[$r]}" "${med[$r]}" "$(ratio "${med[$r]}" "$f")" "$(load_of "$r")" "${res[$r]# }"
 done
 if [ -n "${res[kiln-rebuild]:-}" ] && [ -n "${res[packer-force]:-}" ]; then
     echo "kiln rebuild / packer -force rebuild: $(ratio "${med[kiln-rebuild]}" "${med[packer-force]}"); / packer split rebuild: $(ratio "${med[kiln-rebuild]}" "${med[packer-split]}") (target <= 0.6)"
