@@ -1,9 +1,11 @@
 //! The Debian fixture through `build` against real libvirt + QEMU (TCG): install from the fixture
 //! ISO through the `debian-installer` profile (a standard preseed, no kiln line in it: kernel
 //! boot, the preseed in the initrd) → customize with cloud-init (writes a file the test
-//! reads out of the converted image) → boot test → compressed qcow2. One cache serves three builds,
-//! so there is one install in the whole test: the second build runs no guest, and a build with a
-//! changed customize step reruns customize, boot-test and convert but not the install.
+//! reads out of the converted image) → boot test → compressed qcow2. One cache serves four builds,
+//! so there is one BIOS install in the whole test: the second build runs no guest, a build with a
+//! changed customize step reruns customize, boot-test and convert but not the install, and derived
+//! images put the installed system on SCSI and IDE disks with virtio and e1000 NICs. The UEFI test
+//! (q35 + OVMF + TPM, SATA) has its own install.
 
 mod common;
 
@@ -182,45 +184,15 @@ fn debian_install_customize_boot_test_convert_then_cached_then_partial_rebuild()
         read_in_image(&image, dir.path(), "/etc/kiln/customized.txt"),
         "second"
     );
-}
 
-/// What the customize step records about the machine it ran on, read back from the image: the
-/// root disk's sysfs path (which controller it hangs off), the NIC's driver, firmware and TPM.
-const DEVICE_FACTS: &str = r#"run "mkdir -p /etc/kiln && ( for b in /sys/block/[sv]d?; do echo disk=$(readlink -f $b); done; for n in /sys/class/net/*/device/driver; do echo nic=$(basename $(readlink -f $n)); done; [ -d /sys/firmware/efi ] && echo firmware=efi || echo firmware=bios; ls /sys/class/tpm 2>/dev/null | sed 's/^/tpm=/' ) > /etc/kiln/devices.txt""#;
-
-/// `disk-bus` and `nic` as the guest sees them. Derived images (no install: the parent's disk
-/// is customized on the derived pipeline's machine) put the same installed system on each bus.
-#[test]
-fn disk_bus_and_nic_models_are_what_the_guest_sees() {
-    let dir = workdir();
-    std::os::unix::fs::symlink(
-        common::fixture("fixtures/debian/build.sh", &[]),
-        dir.path().join("installer.iso"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("preseed.cfg"),
-        preseed("kiln-bus", "/dev/vda"),
-    )
-    .unwrap();
-    let mut text = String::from(
-        r#"pipeline "base" {
-    source "installer.iso"
-    disk size="2GiB"
-    machine cpus=2 memory="1GiB"
-    install "preseed" file="preseed.cfg" timeout="30m"
-    output format="qcow2"
-}
-"#,
-    );
-    for (name, bus, nic) in [
-        // SATA is the UEFI test's bus (below).
-        ("on-scsi", "scsi", "virtio"),
-        ("on-ide", "ide", "e1000"),
-    ] {
+    // 4. The same installed system on other buses (SATA is the UEFI test's): derived images
+    // customize the parent's disk on their own machine — no install — and record what the guest
+    // sees of its disk controller and NIC.
+    let mut text = pipeline("second");
+    for (name, bus, nic) in [("on-scsi", "scsi", "virtio"), ("on-ide", "ide", "e1000")] {
         text.push_str(&format!(
             r#"pipeline "{name}" {{
-    from "base"
+    from "deb"
     machine cpus=2 memory="1GiB" disk-bus="{bus}" nic="{nic}"
     customize "cloud-init" timeout="30m" {{
         {DEVICE_FACTS}
@@ -230,12 +202,12 @@ fn disk_bus_and_nic_models_are_what_the_guest_sees() {
 "#
         ));
     }
-    let file = dir.path().join("bus.kdl");
     std::fs::write(&file, text).unwrap();
-    let r = run_build(dir.path(), &file, &common::run_id("bus"));
-    assert_eq!(r.exit_code(), 0, "{:#?}", r.failures());
+    let fourth = run_build(dir.path(), &file, &format!("{run}-4"));
+    assert_eq!(fourth.exit_code(), 0, "{:#?}", fourth.failures());
+    assert_eq!(fourth.guests_run, 2, "only the two derived customizes run");
     let facts = |image: &str| {
-        let img = r
+        let img = fourth
             .images
             .iter()
             .find(|i| i.image == image)
@@ -254,6 +226,10 @@ fn disk_bus_and_nic_models_are_what_the_guest_sees() {
     assert!(!ide.contains("/virtio"), "{ide}");
     assert!(ide.contains("nic=e1000"), "{ide}");
 }
+
+/// What the customize step records about the machine it ran on, read back from the image: the
+/// root disk's sysfs path (which controller it hangs off), the NIC's driver, firmware and TPM.
+const DEVICE_FACTS: &str = r#"run "mkdir -p /etc/kiln && ( for b in /sys/block/[sv]d?; do echo disk=$(readlink -f $b); done; for n in /sys/class/net/*/device/driver; do echo nic=$(basename $(readlink -f $n)); done; [ -d /sys/firmware/efi ] && echo firmware=efi || echo firmware=bios; ls /sys/class/tpm 2>/dev/null | sed 's/^/tpm=/' ) > /etc/kiln/devices.txt""#;
 
 /// The whole chain on UEFI: q35 + OVMF + a TPM 2.0 (swtpm), the fixture installs a GPT with an EFI
 /// System Partition, customize and the boot test boot it through OVMF; the root disk on SATA.

@@ -135,7 +135,7 @@ fn without_the_profile_the_same_iso_waits_at_its_boot_menu() {
     let dir = workdir();
     let (r, console) = run(
         dir.path(),
-        &pipeline("", r#"install "none" timeout="90s""#),
+        &pipeline("", r#"install "none" timeout="60s""#),
         &common::run_id("d-i-menu"),
     );
     assert!(!console.contains(MARKER), "{console}");
