@@ -240,12 +240,16 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, DomainXmlError> {
                     "  <os firmware='efi'>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n"
                 ),
             );
-            let sb = if *secure_boot { "yes" } else { "no" };
+            // Secure Boot means Microsoft's keys enrolled (Debian's `OVMF_VARS_4M.ms.fd`): a
+            // Secure Boot firmware with an empty key store does not enforce anything.
+            let features = if *secure_boot {
+                "      <feature enabled='yes' name='secure-boot'/>\n      <feature enabled='yes' name='enrolled-keys'/>\n"
+            } else {
+                "      <feature enabled='no' name='secure-boot'/>\n"
+            };
             w(
                 &mut x,
-                format_args!(
-                    "    <firmware>\n      <feature enabled='{sb}' name='secure-boot'/>\n    </firmware>\n"
-                ),
+                format_args!("    <firmware>\n{features}    </firmware>\n"),
             );
             w(
                 &mut x,

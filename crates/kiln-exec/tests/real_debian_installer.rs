@@ -11,6 +11,9 @@
 //!
 //! The same ISO booted by its own menu (method `none`: no profile) waits at Debian's menu: no
 //! marker, and the install times out. That shows the profile is what makes it work.
+//!
+//! Secure Boot: the same CD's UEFI boot (Microsoft-signed shim → Debian-signed GRUB → Debian-signed
+//! kernel) under OVMF with Microsoft's keys enrolled, as kiln's domain XML asks for it, with a TPM.
 
 mod common;
 
@@ -145,4 +148,67 @@ fn without_the_profile_the_same_iso_waits_at_its_boot_menu() {
         failures[0].1.contains("timed out") || failures[0].1.contains("printed nothing"),
         "{failures:#?}"
     );
+}
+
+/// kiln's Secure Boot machine is real Secure Boot: OVMF with Microsoft's keys enrolled
+/// (`enrolled-keys`, Debian's `OVMF_VARS_4M.ms.fd`) verifies and starts Debian's Microsoft-signed
+/// shim from the CD, shim verifies and starts Debian's signed GRUB ("Welcome to GRUB!"), and GRUB,
+/// which now runs locked down, refuses to load the unsigned modules the CD's `grub.cfg` asks for:
+/// "prohibited by secure boot policy" — a line GRUB prints only when the firmware enforces Secure
+/// Boot. (A firmware without enrolled keys starts the same chain without enforcing anything.)
+#[test]
+fn secure_boot_with_microsofts_keys_runs_debians_signed_chain_locked_down() {
+    use kiln_exec::{
+        BootFrom, Cancel, Completion, Disk, DiskFormat, DomainSpec, DomainType, Firmware,
+        GuestSpec, Machine, OnReboot, Pattern, Persistence, run_guest,
+    };
+    use std::time::Duration;
+    common::ensure_libvirt();
+    let dir = workdir();
+    let run = common::run_id("d-i-secure-boot");
+    let spec = GuestSpec {
+        step: "secure-boot".into(),
+        domain: DomainSpec {
+            name: kiln_exec::domain_name(&run, "secure-boot"),
+            domain_type: DomainType::Qemu,
+            machine: Machine::Q35,
+            firmware: Firmware::Uefi {
+                nvram: dir.path().join("nvram.fd"),
+                secure_boot: true,
+            },
+            tpm: true,
+            vcpus: 2,
+            memory_mib: 1024,
+            root_disk: Some(Disk {
+                path: common::qcow2(dir.path(), "disk"),
+                format: DiskFormat::Qcow2,
+            }),
+            installer_iso: Some(common::fixture("fixtures/debian-netboot/build.sh", &[])),
+            drivers_iso: None,
+            extra_media: Vec::new(),
+            serial_log: dir.path().join("secure-boot.console.log"),
+            boot: BootFrom::Cdrom,
+            on_reboot: OnReboot::Destroy,
+            disk_bus: kiln_exec::DiskBus::Virtio,
+            kernel_boot: None,
+            nic: None,
+        },
+        success: Pattern::regex(r"prohibited by secure boot policy").unwrap(),
+        failure: None,
+        completion: Completion::SuccessLine,
+        timeout: Duration::from_secs(240),
+        inactivity: None,
+        persistence: Persistence::Transient,
+        poll_interval: Duration::from_millis(200),
+        key_presses: None,
+    };
+    let hv = common::connect();
+    let out = run_guest(&hv, &spec, &Cancel::new());
+    assert_no_domains(&run);
+    let console =
+        std::fs::read_to_string(dir.path().join("secure-boot.console.log")).unwrap_or_default();
+    out.unwrap_or_else(|e| panic!("no locked-down GRUB: {e}\n{console}"));
+    let welcome = console.find("Welcome to GRUB!").expect("shim started GRUB");
+    let refused = console.find("prohibited by secure boot policy").unwrap();
+    assert!(welcome < refused, "{console}");
 }
