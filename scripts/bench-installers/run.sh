@@ -114,6 +114,9 @@ run_virt_install() { # DIR
         sleep 0.2
     done
     done_s=$(since "$t0")
+    # virtlogd may write the last console lines after the domain is seen shut off.
+    sleep 1
+    [ -n "$marker" ] || ! grep -aq KILN-PRESEED-READ "$d/serial.log" || marker=$done_s
     [ -n "$marker" ] || marker=FAIL
     virsh dumpxml --inactive "$name" >"$d/domain.xml" 2>/dev/null || true
     cleanup_domain "$name"
