@@ -50,7 +50,7 @@ demo: setup
         --cache-dir /var/lib/kiln/cache --os-cloud kiln-alpha
 
 # Every benchmark, one after another (figures and ratios are printed by each).
-bench: bench-syntax bench-plan bench-cache bench-exec bench-glance bench-unattend bench-installers
+bench: bench-syntax bench-plan bench-cache bench-exec bench-glance bench-unattend bench-installers bench-build
 
 # Benchmark the real debian-installer to its preseed marker: kiln (release) vs virt-install --initrd-inject vs Packer 1.6.6 (KILN_BENCH_ROUNDS, default 1).
 bench-installers: setup
