@@ -54,6 +54,7 @@ bench: bench-syntax bench-plan bench-cache bench-exec bench-glance bench-unatten
 
 # Benchmark the real debian-installer to its preseed marker: kiln (release) vs virt-install --initrd-inject vs Packer 1.6.6 (KILN_BENCH_ROUNDS, default 1).
 bench-installers: setup
+    command -v packer >/dev/null && command -v virt-install >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q packer virtinst >/dev/null
     cargo build --release --locked -p kiln
     KILN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln" scripts/bench-installers/run.sh --rounds "${KILN_BENCH_ROUNDS:-1}" scripts/bench-installers/real-d-i.kdl
 
@@ -118,5 +119,6 @@ bench-syntax:
 
 # Benchmark a full fixture build, kiln (release) vs Packer 1.6.6 with the same preseed and cloud-init steps: cold, and a customize-only rebuild (KILN_BENCH_ROUNDS, default 1).
 bench-build: setup
+    command -v packer >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q packer >/dev/null
     cargo build --release --locked -p kiln
     KILN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln" scripts/bench-build/run.sh --rounds "${KILN_BENCH_ROUNDS:-1}"
