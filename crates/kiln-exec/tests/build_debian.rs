@@ -11,13 +11,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_no_domains, workdir};
-use kiln_exec::build::{BuildOptions, BuildResult, PlainSink, build};
+use common::workdir;
+use kiln_exec::build::BuildResult;
 use kiln_exec::scheduler::TaskStatus;
-use kiln_exec::{Accel, Host};
 use kiln_plan::StepKind;
 
 fn pipeline(customized: &str) -> String {
@@ -58,17 +56,17 @@ fn preseed(hostname: &str, disk: &str) -> String {
 }
 
 fn run_build(dir: &Path, file: &Path, run: &str) -> BuildResult {
-    common::ensure_libvirt();
-    let cache = dir.join("cache");
-    let mut o = BuildOptions::new(&cache);
-    o.run_id = run.to_owned();
-    let mut host = Host::local();
-    host.accel = Accel::Tcg;
-    o.hosts = vec![host];
-    o.sink = Arc::new(PlainSink);
-    let r = build(&common::plan_files(&[file.to_owned()], &cache), &o).unwrap();
-    assert_no_domains(run);
-    r
+    common::build_tcg(file, &dir.join("cache"), run)
+}
+
+/// The fixture ISO linked as `installer.iso` in `dir`, and a preseed for `hostname` on `disk`.
+fn setup(dir: &Path, hostname: &str, disk: &str) {
+    std::os::unix::fs::symlink(
+        common::fixture("fixtures/debian/build.sh", &[]),
+        dir.join("installer.iso"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("preseed.cfg"), preseed(hostname, disk)).unwrap();
 }
 
 fn built(r: &BuildResult) -> Vec<StepKind> {
@@ -101,16 +99,7 @@ fn read_in_image(image: &Path, dir: &Path, path: &str) -> String {
 #[test]
 fn debian_install_customize_boot_test_convert_then_cached_then_partial_rebuild() {
     let dir = workdir();
-    std::os::unix::fs::symlink(
-        common::fixture("fixtures/debian/build.sh", &[]),
-        dir.path().join("installer.iso"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("preseed.cfg"),
-        preseed("kiln-test", "/dev/vda"),
-    )
-    .unwrap();
+    setup(dir.path(), "kiln-test", "/dev/vda");
     let file = dir.path().join("deb.kdl");
     std::fs::write(&file, pipeline("first")).unwrap();
     let run = common::run_id("deb");
@@ -236,16 +225,7 @@ const DEVICE_FACTS: &str = r#"run "mkdir -p /etc/kiln && ( for b in /sys/block/[
 #[test]
 fn uefi_q35_tpm_install_customize_boot_test_convert() {
     let dir = workdir();
-    std::os::unix::fs::symlink(
-        common::fixture("fixtures/debian/build.sh", &[]),
-        dir.path().join("installer.iso"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("preseed.cfg"),
-        preseed("kiln-uefi", "/dev/sda"),
-    )
-    .unwrap();
+    setup(dir.path(), "kiln-uefi", "/dev/sda");
     let file = dir.path().join("uefi.kdl");
     std::fs::write(
         &file,

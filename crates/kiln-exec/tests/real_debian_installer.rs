@@ -18,11 +18,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use common::{assert_no_domains, workdir};
-use kiln_exec::build::{BuildOptions, BuildResult, PlainSink, build};
-use kiln_exec::{Accel, Host};
+use kiln_exec::build::BuildResult;
 
 const MARKER: &str = "KILN-PRESEED-READ";
 
@@ -55,15 +53,7 @@ fn run(dir: &Path, pipeline: &str, run: &str) -> (BuildResult, String) {
     std::fs::write(dir.join("preseed.cfg"), PRESEED).unwrap();
     let file = dir.join("real.kdl");
     std::fs::write(&file, pipeline).unwrap();
-    let cache = dir.join("cache");
-    let mut o = BuildOptions::new(&cache);
-    o.run_id = run.to_owned();
-    let mut host = Host::local();
-    host.accel = Accel::Tcg;
-    o.hosts = vec![host];
-    o.sink = Arc::new(PlainSink);
-    let r = build(&common::plan_files(std::slice::from_ref(&file), &cache), &o).unwrap();
-    assert_no_domains(run);
+    let r = common::build_tcg(&file, &dir.join("cache"), run);
     let console =
         std::fs::read_to_string(r.run_dir.join("real_install.console.log")).unwrap_or_default();
     (r, console)

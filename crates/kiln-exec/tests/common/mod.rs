@@ -39,6 +39,21 @@ pub fn fixture(script: &str, args: &[&std::ffi::OsStr]) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// Plans `file` and builds it into `cache` on the local host under TCG (plain progress on
+/// stderr), then checks that no domain of the run is left.
+pub fn build_tcg(file: &Path, cache: &Path, run: &str) -> kiln_exec::build::BuildResult {
+    ensure_libvirt();
+    let mut o = kiln_exec::build::BuildOptions::new(cache);
+    o.run_id = run.to_owned();
+    let mut host = kiln_exec::Host::local();
+    host.accel = kiln_exec::Accel::Tcg;
+    o.hosts = vec![host];
+    o.sink = std::sync::Arc::new(kiln_exec::build::PlainSink);
+    let r = kiln_exec::build::build(&plan_files(&[file.to_owned()], cache), &o).unwrap();
+    assert_no_domains(run);
+    r
+}
+
 /// Loads and plans pipeline files with fixed tool versions, digests memoized in `cache`.
 pub fn plan_files(files: &[PathBuf], cache: &Path) -> kiln_plan::Plan {
     let ws = kiln_syntax::load(
