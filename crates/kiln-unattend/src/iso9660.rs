@@ -128,29 +128,50 @@ impl IsoTree {
         self.volume_id.as_deref()
     }
 
-    /// Reads the whole of file `path` out of the image at `image`, refusing files larger than
-    /// `max_bytes` and files not stored as one extent (see [`IsoEntry::data_offset`]).
-    pub fn read_file(&self, image: &Path, path: &str, max_bytes: u64) -> Result<Vec<u8>, IsoError> {
+    /// Copies file `path` out of the image at `image` into `out`, streaming from its extent;
+    /// refuses files larger than `max_bytes`, files not stored as one extent (see
+    /// [`IsoEntry::data_offset`]) and an image that ends before the file does. Returns the bytes
+    /// copied.
+    pub fn copy_file(
+        &self,
+        image: &Path,
+        path: &str,
+        max_bytes: u64,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, IsoError> {
         let entry = self
             .get(path)
             .filter(|e| !e.is_dir)
-            .ok_or_else(|| IsoError::Malformed {
-                reason: format!("no file `{path}` in the image"),
-            })?;
-        let offset = entry.data_offset.ok_or_else(|| IsoError::Malformed {
-            reason: format!("`{path}` is not stored in one extent: kiln cannot read it"),
+            .ok_or_else(|| malformed(format!("no file `{path}` in the image")))?;
+        let offset = entry.data_offset.ok_or_else(|| {
+            malformed(format!(
+                "`{path}` is not stored in one extent: kiln cannot read it"
+            ))
         })?;
         if entry.size > max_bytes {
-            return Err(IsoError::Malformed {
-                reason: format!(
-                    "`{path}` is {} bytes, more than the {max_bytes} allowed",
-                    entry.size
-                ),
-            });
+            return Err(malformed(format!(
+                "`{path}` is {} bytes, more than the {max_bytes} allowed",
+                entry.size
+            )));
         }
-        let len = usize::try_from(entry.size).map_err(|_| malformed("file too large"))?;
-        let file = File::open(image).map_err(IsoError::Io)?;
-        Reader::new(BufReader::new(file))?.read_at(offset, len)
+        let mut file = File::open(image).map_err(IsoError::Io)?;
+        file.seek(SeekFrom::Start(offset)).map_err(IsoError::Io)?;
+        let copied = std::io::copy(&mut file.take(entry.size), out).map_err(IsoError::Io)?;
+        if copied == entry.size {
+            Ok(copied)
+        } else {
+            Err(malformed(format!(
+                "`{path}` ends after {copied} of its {} bytes: the image is truncated",
+                entry.size
+            )))
+        }
+    }
+
+    /// [`IsoTree::copy_file`] into memory.
+    pub fn read_file(&self, image: &Path, path: &str, max_bytes: u64) -> Result<Vec<u8>, IsoError> {
+        let mut out = Vec::new();
+        self.copy_file(image, path, max_bytes, &mut out)?;
+        Ok(out)
     }
 
     pub(crate) fn insert(&mut self, entry: IsoEntry) {

@@ -19,7 +19,6 @@
 //! `KILN-INSTALL-FAILED: <reason>` fails the step at once.
 
 use std::fs::File;
-use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -224,33 +223,17 @@ fn kernel_boot(
     })
 }
 
-/// Copies file `path` of the ISO to `dest`, streaming from its extent.
+/// Copies file `path` of the ISO to `dest` (kiln-unattend's reader, streaming, bounded).
 fn extract(tree: &IsoTree, iso: &Path, path: &str, max: u64, dest: &Path) -> Result<(), String> {
-    let entry = tree
-        .get(path)
-        .ok_or_else(|| format!("`{path}` is not on the ISO"))?;
-    let offset = entry
-        .data_offset
-        .ok_or_else(|| format!("`{path}` is not stored in one extent on the ISO"))?;
-    if entry.size > max {
-        return Err(format!(
-            "`{path}` on the ISO is {} bytes, more than the {max} kiln accepts",
-            entry.size
-        ));
-    }
-    let mut src = File::open(iso).map_err(|e| format!("opening `{}`: {e}", iso.display()))?;
-    src.seek(SeekFrom::Start(offset))
-        .map_err(|e| format!("reading `{}`: {e}", iso.display()))?;
     let mut out = File::create(dest).map_err(|e| format!("creating `{}`: {e}", dest.display()))?;
-    let copied = std::io::copy(&mut src.take(entry.size), &mut out)
-        .map_err(|e| format!("copying `{path}` out of the ISO: {e}"))?;
-    if copied != entry.size {
-        return Err(format!(
-            "`{path}` ends after {copied} of its {} bytes: the ISO is truncated",
-            entry.size
-        ));
-    }
-    Ok(())
+    tree.copy_file(iso, path, max, &mut out)
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "copying `{path}` out of the ISO: {}",
+                super::error_chain(&e)
+            )
+        })
 }
 
 fn append(dest: &Path, src: &Path) -> std::io::Result<()> {
