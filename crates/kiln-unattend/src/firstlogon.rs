@@ -16,9 +16,11 @@
 //! 7. rewrite `groups=Administrators` to the localized name of SID `S-1-5-32-544`;
 //! 8. copy the sysprep answer file where sysprep will be told to find it;
 //! 9. the pipeline's own commands, verbatim (not wrapped: their exit codes are their own);
-//! 10. turn auto-logon off, delete the cached answer files and `C:\kiln`;
-//! 11. disable the built-in Administrator (by SID);
-//! 12. `sysprep /generalize /oobe /shutdown /unattend:<cloudbase-init's Unattend.xml>`.
+//! 10. clear the auto-logon password from the LSA secret store, where Setup keeps it
+//!     (`LsaStorePrivateData(…, "DefaultPassword", NULL)`, see [`CLEAR_AUTOLOGON_PS1`]);
+//! 11. turn auto-logon off, delete the cached answer files and `C:\kiln`;
+//! 12. disable the built-in Administrator (by SID);
+//! 13. `sysprep /generalize /oobe /shutdown /unattend:<cloudbase-init's Unattend.xml>`.
 
 use crate::cloudbase::INSTALL_DIR;
 use crate::model::{BuiltinAdmin, WindowsImage};
@@ -34,6 +36,59 @@ pub const STAGING_DIR: &str = r"C:\kiln";
 pub const CLOUDBASE_MSI: &str = "CloudbaseInitSetup.msi";
 /// The sysprep answer file on the answer media (`kiln\` folder).
 pub const SYSPREP_UNATTEND: &str = "sysprep-unattend.xml";
+/// The script on the answer media (`kiln\` folder) that clears the auto-logon password.
+pub const CLEAR_AUTOLOGON_SCRIPT: &str = "clear-autologon.ps1";
+/// Clears the LSA secret `DefaultPassword`, where Winlogon keeps the auto-logon password that
+/// Setup stored from `<AutoLogon><Password>`. Microsoft's "Protecting the Automatic Logon
+/// Password" (Win32 docs, secauthn) stores that password with `LsaStorePrivateData` and states
+/// that passing NULL as the data clears it; `STATUS_OBJECT_NAME_NOT_FOUND` (no secret stored)
+/// counts as cleared. Deleting the `DefaultPassword` registry value alone leaves the LSA secret,
+/// and kiln does not count on `sysprep /generalize` to remove it. A failure exits non-zero, so the
+/// step (and the build) fails instead of shipping an image that holds the password.
+pub const CLEAR_AUTOLOGON_PS1: &str = r#"$ErrorActionPreference = 'Stop'
+Add-Type -TypeDefinition @'
+using System;
+using System.Runtime.InteropServices;
+public static class KilnLsa {
+    [StructLayout(LayoutKind.Sequential)]
+    struct LsaString { public ushort Length; public ushort MaximumLength; public IntPtr Buffer; }
+    [StructLayout(LayoutKind.Sequential)]
+    struct LsaAttributes {
+        public int Length; public IntPtr RootDirectory; public IntPtr ObjectName;
+        public uint Attributes; public IntPtr SecurityDescriptor; public IntPtr SecurityQualityOfService;
+    }
+    [DllImport("advapi32.dll")]
+    static extern uint LsaOpenPolicy(IntPtr system, ref LsaAttributes attributes, uint access, out IntPtr policy);
+    [DllImport("advapi32.dll")]
+    static extern uint LsaStorePrivateData(IntPtr policy, ref LsaString key, IntPtr data);
+    [DllImport("advapi32.dll")]
+    static extern uint LsaClose(IntPtr policy);
+    [DllImport("advapi32.dll")]
+    static extern int LsaNtStatusToWinError(uint status);
+    const uint POLICY_CREATE_SECRET = 0x20;
+    const uint STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034;
+    public static int Clear(string name) {
+        LsaAttributes attributes = new LsaAttributes();
+        attributes.Length = Marshal.SizeOf(typeof(LsaAttributes));
+        IntPtr policy;
+        uint status = LsaOpenPolicy(IntPtr.Zero, ref attributes, POLICY_CREATE_SECRET, out policy);
+        if (status != 0) { return LsaNtStatusToWinError(status); }
+        LsaString key = new LsaString();
+        key.Buffer = Marshal.StringToHGlobalUni(name);
+        key.Length = (ushort)(name.Length * 2);
+        key.MaximumLength = (ushort)((name.Length + 1) * 2);
+        status = LsaStorePrivateData(policy, ref key, IntPtr.Zero);
+        Marshal.FreeHGlobal(key.Buffer);
+        LsaClose(policy);
+        if (status == 0 || status == STATUS_OBJECT_NAME_NOT_FOUND) { return 0; }
+        return LsaNtStatusToWinError(status);
+    }
+}
+'@
+$code = [KilnLsa]::Clear('DefaultPassword')
+if ($code -ne 0) { Write-Error "clearing the LSA secret DefaultPassword failed: Win32 error $code"; exit $code }
+exit 0
+"#;
 /// Letters searched for the answer media.
 const SEARCH_LETTERS: &str = "D E F G H I J K L M N O P Q R S T U V W X Y Z";
 
@@ -227,6 +282,12 @@ pub(crate) fn first_logon_commands(image: &WindowsImage) -> Vec<Command> {
         };
         s.user(&description, &cmd.command);
     }
+    s.kiln(
+        "auto-logon password cleared from the LSA secret store",
+        format!(
+            r"powershell -NoProfile -ExecutionPolicy Bypass -File {STAGING_DIR}\{CLEAR_AUTOLOGON_SCRIPT}"
+        ),
+    );
     let winlogon = r#""HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon""#;
     s.kiln(
         "auto-logon off, build files removed",
@@ -283,5 +344,33 @@ mod tests {
             exit_codes(&[259, 3010]),
             "if errorlevel 3011 (call) else if errorlevel 3010 (call ) else if errorlevel 260 (call) else if errorlevel 259 (call ) else if errorlevel 1 (call) else (call )"
         );
+    }
+
+    #[test]
+    fn autologon_password_is_cleared_from_the_lsa_before_the_staging_folder_goes() {
+        use crate::model::{Arch, Firmware, ImageSelector, WindowsVersion};
+        use crate::secret::SecretRef;
+        let image = WindowsImage::new(
+            WindowsVersion::Server2022,
+            Arch::Amd64,
+            ImageSelector::Index(1),
+            &"en-US".parse().unwrap(),
+            Firmware::Bios,
+            SecretRef::new("pw").unwrap(),
+        );
+        let commands = first_logon_commands(&image);
+        let position = |needle: &str| {
+            commands
+                .iter()
+                .position(|c| c.command.contains(needle))
+                .unwrap_or_else(|| panic!("no command contains {needle}"))
+        };
+        let clear = position(CLEAR_AUTOLOGON_SCRIPT);
+        assert!(clear < position(&format!("rmdir /s /q {STAGING_DIR}")));
+        assert!(clear < position("sysprep.exe"));
+        // The script stores NULL under the secret's name: the documented way to clear it.
+        assert!(CLEAR_AUTOLOGON_PS1.contains("LsaStorePrivateData(policy, ref key, IntPtr.Zero)"));
+        assert!(CLEAR_AUTOLOGON_PS1.contains("Clear('DefaultPassword')"));
+        assert!(CLEAR_AUTOLOGON_PS1.contains("exit $code"));
     }
 }

@@ -17,7 +17,9 @@ use crate::cloudbase::{
     render_cloudbase_conf, render_cloudbase_unattend_conf, render_sysprep_unattend,
 };
 use crate::error::RenderError;
-use crate::firstlogon::{CLOUDBASE_MSI, SYSPREP_UNATTEND};
+use crate::firstlogon::{
+    CLEAR_AUTOLOGON_PS1, CLEAR_AUTOLOGON_SCRIPT, CLOUDBASE_MSI, SYSPREP_UNATTEND,
+};
 use crate::iso9660::IsoTree;
 use crate::model::{LanguageTag, WindowsImage};
 use crate::secret::SecretSource;
@@ -79,6 +81,12 @@ pub fn answer_media(
         MediaFile {
             path: format!("kiln/{SYSPREP_UNATTEND}"),
             contents: render_sysprep_unattend(image)?.into_bytes(),
+            secret: false,
+        },
+        MediaFile {
+            path: format!("kiln/{CLEAR_AUTOLOGON_SCRIPT}"),
+            // CRLF, as Windows PowerShell expects of a script file.
+            contents: CLEAR_AUTOLOGON_PS1.replace('\n', "\r\n").into_bytes(),
             secret: false,
         },
     ];
