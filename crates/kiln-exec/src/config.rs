@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kdl::{KdlDocument, KdlNode, KdlValue};
+use kdl::{KdlNode, KdlValue};
 use kiln_syntax::{Diagnostic, SourceMap, Span};
 
 use crate::host::{Accel, Capacity, Host};
