@@ -58,7 +58,6 @@ pub struct IsoTree {
     volume_id: Option<String>,
 }
 
-
 impl IsoTree {
     /// Reads the tree of the ISO at `path`.
     pub fn open(path: &Path) -> Result<Self, IsoError> {

@@ -10,8 +10,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Seek};
 
-use crate::error::IsoError;
 use crate::bounds::{Budget, MAX_DEPTH};
+use crate::error::IsoError;
 use crate::iso9660::{IsoEntry, IsoTree, Naming, Reader, malformed};
 
 const SECTOR: u64 = 2048;
