@@ -29,14 +29,14 @@ pub enum Edit {
 fn edit() -> impl Strategy<Value = Edit> {
     let pos = any::<usize>();
     prop_oneof![
-        4 => (pos.clone(), 0u8..8).prop_map(|(p, b)| Edit::FlipBit(p, b)),
-        4 => (pos.clone(), prop_oneof![Just(0u8), Just(0xFF), Just(b'{'), Just(b'}'), Just(b'"'), Just(b'\n'), any::<u8>()])
+        4 => (pos, 0u8..8).prop_map(|(p, b)| Edit::FlipBit(p, b)),
+        4 => (pos, prop_oneof![Just(0u8), Just(0xFF), Just(b'{'), Just(b'}'), Just(b'"'), Just(b'\n'), any::<u8>()])
             .prop_map(|(p, b)| Edit::SetByte(p, b)),
-        1 => pos.clone().prop_map(Edit::Truncate),
-        2 => (pos.clone(), proptest::collection::vec(any::<u8>(), 1..16)).prop_map(|(p, b)| Edit::Insert(p, b)),
-        2 => (pos.clone(), 1usize..64).prop_map(|(p, n)| Edit::Delete(p, n)),
-        1 => (pos.clone(), 1usize..256).prop_map(|(p, n)| Edit::Duplicate(p, n)),
-        1 => (pos.clone(), any::<usize>(), any::<usize>()).prop_map(|(p, s, q)| Edit::Splice(p, s, q)),
+        1 => pos.prop_map(Edit::Truncate),
+        2 => (pos, proptest::collection::vec(any::<u8>(), 1..16)).prop_map(|(p, b)| Edit::Insert(p, b)),
+        2 => (pos, 1usize..64).prop_map(|(p, n)| Edit::Delete(p, n)),
+        1 => (pos, 1usize..256).prop_map(|(p, n)| Edit::Duplicate(p, n)),
+        1 => (pos, any::<usize>(), any::<usize>()).prop_map(|(p, s, q)| Edit::Splice(p, s, q)),
     ]
 }
 

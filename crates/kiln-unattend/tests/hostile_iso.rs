@@ -31,7 +31,7 @@ fn descriptor(img: &mut [u8], n: usize, kind: u8, id: &[u8; 5]) {
 
 /// An ISO 9660 directory record for a directory at `extent` of `size` bytes.
 fn dir_record(extent: u32, size: u32, name: &[u8]) -> Vec<u8> {
-    let len = 33 + name.len() + usize::from(name.len() % 2 == 0);
+    let len = 33 + name.len() + usize::from(name.len().is_multiple_of(2));
     let mut r = vec![0u8; len];
     r[0] = u8::try_from(len).unwrap();
     put32(&mut r, 2, extent);
