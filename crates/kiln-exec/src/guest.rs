@@ -118,7 +118,8 @@ pub struct KeyPresses {
 pub struct GuestOutcome {
     /// The console line that matched the success pattern.
     pub success_line: String,
-    /// The whole console log.
+    /// The console output, as the guest wrote it: all of it, or the last [`crate::MAX_CONSOLE_KEPT`]
+    /// bytes of a longer one.
     pub console: String,
     /// Where each part of the run's time went.
     pub timings: Timings,
