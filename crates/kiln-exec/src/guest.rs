@@ -94,6 +94,9 @@ pub struct GuestSpec {
     pub poll_interval: Duration,
     /// Keys to press while the guest boots (a boot prompt that waits for one), if any.
     pub key_presses: Option<KeyPresses>,
+    /// Console output (bytes, across log rotations) after which the guest is stopped with
+    /// [`GuestError::ConsoleFlood`]; [`crate::MAX_CONSOLE_BYTES`] unless a test wants less.
+    pub console_limit: u64,
 }
 
 /// Pressing a key again and again for a while after the guest starts: what gets Windows' UEFI
@@ -115,7 +118,8 @@ pub struct KeyPresses {
 pub struct GuestOutcome {
     /// The console line that matched the success pattern.
     pub success_line: String,
-    /// The whole console log.
+    /// The console output, as the guest wrote it: all of it, or the last [`crate::MAX_CONSOLE_KEPT`]
+    /// bytes of a longer one.
     pub console: String,
     /// Where each part of the run's time went.
     pub timings: Timings,
@@ -252,6 +256,22 @@ pub enum GuestError {
         /// Console and screen.
         evidence: Box<Evidence>,
     },
+    /// The guest wrote more to its console than [`crate::MAX_CONSOLE_BYTES`]; it was stopped.
+    #[error(
+        "step `{step}`: guest `{domain}` wrote {written} bytes to its console, more than the {limit} allowed; it was stopped\n{evidence}"
+    )]
+    ConsoleFlood {
+        /// Step.
+        step: String,
+        /// Domain name.
+        domain: String,
+        /// Bytes written so far.
+        written: u64,
+        /// The cap.
+        limit: u64,
+        /// Console and screen.
+        evidence: Box<Evidence>,
+    },
     /// Powered off (or reset with `on_reboot=destroy`) without the success line.
     #[error(
         "step `{step}`: guest `{domain}` shut off without its success line {success}\n{evidence}"
@@ -299,7 +319,8 @@ impl GuestError {
             | GuestError::Inactive { evidence, .. }
             | GuestError::FailureLine { evidence, .. }
             | GuestError::NoEvidence { evidence, .. }
-            | GuestError::Crashed { evidence, .. } => Some(evidence.as_ref()),
+            | GuestError::Crashed { evidence, .. }
+            | GuestError::ConsoleFlood { evidence, .. } => Some(evidence.as_ref()),
             _ => None,
         }
     }
@@ -468,12 +489,25 @@ pub fn run_guest(
             Some(failure) => console.scan(&[&spec.success, failure]),
             None => console.scan(&[&spec.success]),
         };
+        // A guest that floods its console is stopped before its log fills the disk.
+        let written = console.written();
+        if written > spec.console_limit {
+            let evidence = evidence(&console, true);
+            drop(guard);
+            return Err(GuestError::ConsoleFlood {
+                step,
+                domain: name,
+                written,
+                limit: spec.console_limit,
+                evidence,
+            });
+        }
         if let Some(Some(line)) = found.get(1) {
             let evidence = evidence(&console, true);
             return Err(GuestError::FailureLine {
                 step,
                 domain: name,
-                line: line.clone(),
+                line: crate::printable(line),
                 evidence,
             });
         }
@@ -541,7 +575,7 @@ pub fn run_guest(
                         return Err(GuestError::FailureLine {
                             step,
                             domain: name,
-                            line: line.clone(),
+                            line: crate::printable(line),
                             evidence: evidence(&console, false),
                         });
                     }

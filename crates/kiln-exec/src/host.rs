@@ -250,6 +250,7 @@ pub fn run_probe(
         persistence: Persistence::Transient,
         poll_interval: Duration::from_millis(50),
         key_presses: None,
+        console_limit: crate::MAX_CONSOLE_BYTES,
     };
     // SeaBIOS ignores disks much smaller than 1 MiB; the file stays sparse.
     let written = std::fs::write(&disk, PROBE_BOOT_SECTOR).and_then(|()| {

@@ -13,6 +13,7 @@ mod guest;
 mod host;
 mod hypervisor;
 mod libvirt;
+mod printable;
 mod qemu_img;
 pub mod runners;
 pub mod scheduler;
@@ -21,7 +22,7 @@ pub use config::{
     CONFIG_FILE, ConfigError, HostConfig, ProjectConfig, find_config, load_config, parse_config,
     resolve_hosts,
 };
-pub use console::{Console, Pattern};
+pub use console::{Console, MAX_CONSOLE_BYTES, MAX_CONSOLE_KEPT, Pattern};
 pub use domain_xml::{
     BootFrom, DOMAIN_PREFIX, Disk, DiskBus, DiskFormat, DomainSpec, DomainType, DomainXmlError,
     Firmware, KernelBoot, Machine, Media, MediaKind, NicModel, OnReboot, domain_xml,
@@ -36,6 +37,7 @@ pub use host::{
 };
 pub use hypervisor::{DomainState, Hypervisor, HypervisorError, LifecycleEvent, LocalProcess};
 pub use libvirt::Libvirt;
+pub use printable::printable;
 pub use qemu_img::{
     Compression, ConvertOptions, DiskTool, ImageInfo, QemuImg, QemuImgError, convert_args,
 };

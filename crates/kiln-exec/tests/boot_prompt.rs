@@ -66,6 +66,7 @@ fn spec(dir: &Path, run: &str, iso: &Path, keys: Option<KeyPresses>) -> GuestSpe
         persistence: Persistence::Transient,
         poll_interval: Duration::from_millis(200),
         key_presses: keys,
+        console_limit: kiln_exec::MAX_CONSOLE_BYTES,
     }
 }
 

@@ -111,6 +111,35 @@ fn silent_guest_fails_on_console_inactivity() {
     assert_no_domains(&run);
 }
 
+// A guest that writes more to its console than the cap is stopped, with evidence, and its
+// domain removed: its log file cannot grow without bound (the cap is tiny here, 16 bytes; the
+// tiny guest writes 45).
+#[test]
+fn console_flood_stops_the_guest() {
+    let run = run_id("flood");
+    let hv = connect();
+    let dir = workdir();
+    let spec = kiln_exec::GuestSpec {
+        console_limit: 16,
+        ..tiny_spec(&run, "flood", dir.path(), &fixtures(dir.path()).hang, None)
+    };
+    let started = std::time::Instant::now();
+    let err = run_guest(&hv, &spec, &Cancel::new()).expect_err("must be stopped");
+    let message = err.to_string();
+    assert!(
+        matches!(err, GuestError::ConsoleFlood { written, limit: 16, .. } if written > 16),
+        "{message}"
+    );
+    assert!(message.contains("more than the 16 allowed"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.evidence().is_some());
+    assert_no_domains(&run);
+}
+
 // Powering off is not success: without the success line the step fails, with the console tail.
 #[test]
 fn power_off_without_success_line_fails() {

@@ -191,6 +191,7 @@ fn secure_boot_with_microsofts_keys_runs_debians_signed_chain_locked_down() {
         persistence: Persistence::Transient,
         poll_interval: Duration::from_millis(200),
         key_presses: None,
+        console_limit: kiln_exec::MAX_CONSOLE_BYTES,
     };
     let hv = common::connect();
     let out = run_guest(&hv, &spec, &Cancel::new());

@@ -277,6 +277,36 @@ fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
     })
 }
 
+/// Deepest nesting of sequences and mappings read from `clouds.yaml` / `secure.yaml` (they use
+/// four levels): deeper documents would overflow the stack when converted or dropped.
+const MAX_YAML_NESTING: usize = 64;
+
+/// Fails when sequences and mappings nest deeper than [`MAX_YAML_NESTING`], walking the parser's
+/// events (no tree is built, nothing recurses).
+fn check_nesting(text: &str) -> Result<(), String> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| e.to_string())?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_YAML_NESTING {
+                    return Err(format!(
+                        "sequences and mappings nested more than {MAX_YAML_NESTING} levels deep at line {} column {}",
+                        mark.line(),
+                        mark.col() + 1
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::StreamEnd => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
 /// Parses one YAML document into a JSON value (clouds.yaml uses no YAML-only features).
 pub(crate) fn yaml_to_json(text: &str) -> Result<Value, String> {
     use yaml_rust2::{Yaml, YamlLoader};
@@ -308,6 +338,7 @@ pub(crate) fn yaml_to_json(text: &str) -> Result<Value, String> {
             Yaml::Alias(_) | Yaml::BadValue => return Err("unsupported YAML alias".to_owned()),
         })
     }
+    check_nesting(text)?;
     let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
     match docs.first() {
         Some(doc) => convert(doc),

@@ -290,11 +290,13 @@ impl Glance {
         url: &str,
         resp: Response,
     ) -> Result<T, Error> {
-        resp.json().map_err(|e| Error::Protocol {
+        let protocol = |message: String| Error::Protocol {
             method,
             url: url.to_owned(),
-            message: format!("cannot decode the body: {e}"),
-        })
+            message,
+        };
+        let body = crate::body::read_capped(resp, crate::body::MAX_JSON_BODY).map_err(protocol)?;
+        serde_json::from_slice(&body).map_err(|e| protocol(format!("cannot decode the body: {e}")))
     }
 
     /// `POST /v2/images`: a `queued` image with `spec`'s attributes plus `extra` properties.

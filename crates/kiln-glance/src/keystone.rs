@@ -216,32 +216,50 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .map(Secret::new)
             .ok_or_else(|| protocol("no `X-Subject-Token` header"))?;
-        let body: Value = resp.json().map_err(|_| protocol("the body is not JSON"))?;
-        let t = &body["token"];
-        let lifetime = match (
-            t["issued_at"].as_str().and_then(parse_utc),
-            t["expires_at"].as_str().and_then(parse_utc),
-        ) {
-            (Some(i), Some(e)) if e > i => Duration::from_secs((e - i) as u64),
-            _ => {
-                return Err(protocol(
-                    "the token has no usable `issued_at` / `expires_at`",
-                ));
-            }
-        };
-        let catalog = match t.get("catalog") {
-            Some(c) => serde_json::from_value(c.clone())
-                .map_err(|e| protocol(&format!("bad catalog: {e}")))?,
-            None => Vec::new(),
-        };
+        let body =
+            crate::body::read_capped(resp, crate::body::MAX_JSON_BODY).map_err(|e| protocol(&e))?;
+        let body = parse_token_body(&body).map_err(|e| protocol(&e))?;
         Ok(Token {
             secret,
-            valid_until: started + lifetime,
-            project_id: t["project"]["id"].as_str().map(str::to_owned),
-            user_id: t["user"]["id"].as_str().unwrap_or_default().to_owned(),
-            catalog,
+            valid_until: started + body.lifetime,
+            project_id: body.project_id,
+            user_id: body.user_id,
+            catalog: body.catalog,
         })
     }
+}
+
+/// What a token response's body says (the token itself comes in a header).
+#[derive(Debug)]
+pub(crate) struct TokenBody {
+    lifetime: Duration,
+    project_id: Option<String>,
+    user_id: String,
+    catalog: Vec<CatalogEntry>,
+}
+
+/// Reads a `POST /v3/auth/tokens` response body: its lifetime, project, user and catalog.
+pub(crate) fn parse_token_body(body: &[u8]) -> Result<TokenBody, String> {
+    let body: Value =
+        serde_json::from_slice(body).map_err(|_| "the body is not JSON".to_owned())?;
+    let t = &body["token"];
+    let lifetime = match (
+        t["issued_at"].as_str().and_then(parse_utc),
+        t["expires_at"].as_str().and_then(parse_utc),
+    ) {
+        (Some(i), Some(e)) if e > i => Duration::from_secs((e - i) as u64),
+        _ => return Err("the token has no usable `issued_at` / `expires_at`".to_owned()),
+    };
+    let catalog = match t.get("catalog") {
+        Some(c) => serde_json::from_value(c.clone()).map_err(|e| format!("bad catalog: {e}"))?,
+        None => Vec::new(),
+    };
+    Ok(TokenBody {
+        lifetime,
+        project_id: t["project"]["id"].as_str().map(str::to_owned),
+        user_id: t["user"]["id"].as_str().unwrap_or_default().to_owned(),
+        catalog,
+    })
 }
 
 /// The body of `POST /v3/auth/tokens`.
@@ -341,7 +359,14 @@ fn select_endpoint(
 /// The most useful line of an OpenStack error body (`{"error": {"message"}}`, Glance's HTML-ish
 /// text, or the raw text), cut to a sane length.
 pub(crate) fn error_message(resp: reqwest::blocking::Response) -> String {
-    let text = resp.text().unwrap_or_default();
+    // Only the start of an error body is read: it is shown cut to 400 characters anyway.
+    let body = crate::body::read_prefix(resp, crate::body::MAX_ERROR_BODY);
+    error_text(&String::from_utf8_lossy(&body))
+}
+
+/// [`error_message`] of a body's text.
+pub(crate) fn error_text(text: &str) -> String {
+    let text = text.to_owned();
     let from_json = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
         v["error"]["message"]
             .as_str()

@@ -12,6 +12,7 @@
 //! - [`marker`]: the uploader marker and the stale-image rule.
 //! - [`tool`]: the `kiln-glance` plumbing binary used by tests and `just bench-glance`.
 
+mod body;
 pub mod cancel;
 pub mod config;
 pub mod download;
@@ -23,6 +24,12 @@ pub mod publish;
 pub mod secret;
 mod time;
 pub mod tool;
+
+#[cfg(test)]
+#[path = "../../../tests/fuzz/mutate.rs"]
+mod fuzz_mutate;
+#[cfg(test)]
+mod fuzz_tests;
 
 pub use cancel::Cancel;
 pub use config::{AuthMethod, CloudConfig, ConfigError, ConfigSources, Interface};

@@ -17,6 +17,7 @@ const INDENT: &str = "    ";
 
 /// Formats a KDL document. Fails when the text does not parse.
 pub fn format(text: &str) -> Result<String, KdlError> {
+    crate::nesting::check_nesting(text)?;
     let doc: KdlDocument = text.parse()?;
     let mut w = Writer::default();
     let fmt = doc.format().cloned().unwrap_or_default();

@@ -11,6 +11,7 @@ pub mod format;
 pub mod limits;
 mod load;
 pub mod model;
+pub mod nesting;
 pub mod overrides;
 pub mod secret;
 pub mod source_map;
@@ -25,6 +26,7 @@ pub use load::{
     FileSystem, LoadOptions, MemoryFs, RealFs, Workspace, collect_files, load, load_text, normalize,
 };
 pub use model::*;
+pub use nesting::{check_nesting, parse_kdl};
 pub use overrides::Overrides;
 pub use secret::{SecretRef, SecretValue};
 pub use source_map::{Location, SourceFile, SourceMap};

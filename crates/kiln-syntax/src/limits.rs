@@ -26,5 +26,8 @@ pub const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_CUSTOMIZE_TIMEOUT: Duration = Duration::from_secs(1800);
 /// `boot-test` timeout when not given.
 pub const DEFAULT_BOOT_TEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Deepest nesting of `{ }` blocks read in any KDL file (pipelines use four or five levels); deeper
+/// text would overflow the parsers' stack.
+pub const MAX_NESTING: usize = 64;
 /// Matrices above this many cells are not expanded by `kiln check` (the planner has its own limit).
 pub const MAX_CHECKED_CELLS: usize = 10_000;

@@ -12,7 +12,7 @@ use kdl::KdlDocument;
 
 use crate::decode::body::{Body, decode_body};
 use crate::decode::reader::{Cx, NodeView, nonempty_template};
-use crate::decode::{fast_kdl, kdl_errors, pipeline as decode_pipeline};
+use crate::decode::{kdl_errors, pipeline as decode_pipeline};
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::{Answer, FileContent, Include, LocalPath, Pipeline, StepKind};
 use crate::overrides::Overrides;
@@ -192,7 +192,10 @@ fn parse_all(texts: Vec<Option<&str>>) -> Vec<Option<Parsed>> {
         .min(work / PARSES_PER_THREAD)
         .max(1);
     if threads == 1 {
-        return texts.iter().map(|t| t.map(fast_kdl::parse)).collect();
+        return texts
+            .iter()
+            .map(|t| t.map(crate::nesting::parse_kdl))
+            .collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let texts = &texts;
@@ -207,7 +210,7 @@ fn parse_all(texts: Vec<Option<&str>>) -> Vec<Option<Parsed>> {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(slot) = texts.get(i) else { break };
                         if let Some(text) = slot {
-                            done.push((i, fast_kdl::parse(text)));
+                            done.push((i, crate::nesting::parse_kdl(text)));
                         }
                     }
                     done
@@ -330,7 +333,7 @@ impl<'a> Loader<'a> {
         let id = self.sources.add(path.to_path_buf(), text);
         self.by_path.insert(normalize(path), id);
         let text = self.sources.get(id).text().clone();
-        let parsed = parsed.unwrap_or_else(|| fast_kdl::parse(&text));
+        let parsed = parsed.unwrap_or_else(|| crate::nesting::parse_kdl(&text));
         let doc = match parsed {
             Ok(doc) => Some(Arc::new(doc)),
             Err(err) => {

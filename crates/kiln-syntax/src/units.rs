@@ -113,7 +113,9 @@ pub fn parse_size(text: &str) -> Result<ByteSize, UnitError> {
         let scale = 10u128
             .checked_pow(u32::try_from(frac.len()).map_err(|_| overflow())?)
             .ok_or_else(overflow)?;
-        let numerator = digits * u128::from(factor);
+        let numerator = digits
+            .checked_mul(u128::from(factor))
+            .ok_or_else(overflow)?;
         if !numerator.is_multiple_of(scale) {
             return Err(UnitError {
                 message: format!("size `{text}` is not a whole number of bytes"),
@@ -222,6 +224,15 @@ mod tests {
                 .contains("too large")
         );
         assert!(parse_size("10gib").unwrap_err().help.contains("`10GiB`"));
+    }
+
+    // 38 fractional digits times a TiB factor overflowed u128: a panic (debug) or a wrong size.
+    #[test]
+    fn long_fractions_are_too_large_not_a_panic() {
+        let text = format!("0.{}TiB", "9".repeat(38));
+        assert!(parse_size(&text).unwrap_err().message.contains("too large"));
+        let text = format!("1.{}5T", "0".repeat(36));
+        assert!(parse_size(&text).is_err());
     }
 
     #[test]

@@ -79,3 +79,42 @@ proptest! {
         check(&text);
     }
 }
+
+// Thousands of nested blocks overflowed the parser's stack and aborted kiln: now one located error.
+#[test]
+fn deeply_nested_blocks_are_a_located_error_not_a_stack_overflow() {
+    let n = 100_000;
+    let text = format!("pipeline \"p\" {}{}", "a {".repeat(n), "}".repeat(n));
+    let ws = load_text("deep.kdl", &text, &LoadOptions::default(), &MemoryFs::new());
+    assert_eq!(ws.diagnostics.len(), 1, "{:?}", ws.diagnostics);
+    let d = &ws.diagnostics[0];
+    assert!(
+        d.message.contains("nested more than 64 levels"),
+        "{}",
+        d.message
+    );
+    let span = d.span.expect("located");
+    assert_eq!(&text[span.start as usize..span.end as usize], "{");
+    assert!(
+        ws.render(false).contains("deep.kdl:1:"),
+        "{}",
+        ws.render(false)
+    );
+    // `kiln fmt` reads the same text.
+    assert!(kiln_syntax::format::format(&text).is_err());
+}
+
+// An overflowing size literal (u128 multiply) panicked in a debug build; now a diagnostic at it.
+#[test]
+fn overflowing_size_literal_is_a_located_error_not_a_panic() {
+    let value = format!("0.{}TiB", "9".repeat(38));
+    let text = format!("pipeline \"p\" {{\n    machine memory=\"{value}\"\n}}\n");
+    let ws = load_text("big.kdl", &text, &LoadOptions::default(), &MemoryFs::new());
+    let d = ws
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("too large"))
+        .unwrap_or_else(|| panic!("{:?}", ws.diagnostics));
+    let span = d.span.expect("located");
+    assert!(text[span.start as usize..span.end as usize].contains(&value));
+}

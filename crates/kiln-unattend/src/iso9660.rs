@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::bounds::{Budget, MAX_DEPTH};
 use crate::error::IsoError;
 
 /// Where the names of an [`IsoTree`] came from.
@@ -56,13 +57,6 @@ pub struct IsoTree {
     /// The primary volume descriptor's volume identifier (trailing spaces removed).
     volume_id: Option<String>,
 }
-
-/// Directories deeper than this are not followed (ISO 9660 allows 8, Rock Ridge more).
-pub(crate) const MAX_DEPTH: usize = 32;
-/// A directory's records larger than this are treated as corruption.
-pub(crate) const MAX_DIR_BYTES: u32 = 64 << 20;
-/// Entries beyond this are treated as corruption.
-pub(crate) const MAX_ENTRIES: usize = 2_000_000;
 
 impl IsoTree {
     /// Reads the tree of the ISO at `path`.
@@ -354,7 +348,11 @@ impl<R: Read + Seek> Reader<R> {
         }
         let root = parse_record(&primary_root)?.ok_or_else(|| malformed("empty root record"))?;
         // Rock Ridge announces itself with an `SP` entry in the root's "." record.
-        let first = self.read_dir(root.extent, root.size.min(self.block as u32))?;
+        let first = self.read_dir(
+            root.extent,
+            root.size.min(self.block as u32),
+            &mut Budget::default(),
+        )?;
         let dot =
             parse_record(&first)?.ok_or_else(|| malformed("root directory has no `.` record"))?;
         let susp_skip = dot.system_use.get(..7).and_then(|sp| {
@@ -367,10 +365,13 @@ impl<R: Read + Seek> Reader<R> {
         .map(|t| t.volume(volume_id))
     }
 
-    fn read_dir(&mut self, extent: u32, size: u32) -> Result<Vec<u8>, IsoError> {
-        if size > MAX_DIR_BYTES {
-            return Err(malformed(format!("directory of `{size}` bytes")));
-        }
+    fn read_dir(
+        &mut self,
+        extent: u32,
+        size: u32,
+        budget: &mut Budget,
+    ) -> Result<Vec<u8>, IsoError> {
+        budget.directory(u64::from(size))?;
         self.read_at(u64::from(extent) * self.block, size as usize)
     }
 
@@ -386,12 +387,13 @@ impl<R: Read + Seek> Reader<R> {
             volume_id: None,
         };
         let mut seen = HashSet::new();
+        let mut budget = Budget::default();
         let mut queue = VecDeque::from([(String::new(), root.extent, root.size, 0usize)]);
         while let Some((dir, extent, size, depth)) = queue.pop_front() {
             if !seen.insert(extent) || depth > MAX_DEPTH {
                 continue;
             }
-            let data = self.read_dir(extent, size)?;
+            let data = self.read_dir(extent, size, &mut budget)?;
             let mut pos = 0usize;
             while pos < data.len() {
                 let len = usize::from(data[pos]);
@@ -416,7 +418,11 @@ impl<R: Read + Seek> Reader<R> {
                 let name = match naming {
                     Naming::Joliet => joliet_name(&rec.ident),
                     Naming::RockRidge => {
-                        match self.rock_ridge_name(&rec.system_use, susp_skip.unwrap_or(0))? {
+                        match self.rock_ridge_name(
+                            &rec.system_use,
+                            susp_skip.unwrap_or(0),
+                            &mut budget,
+                        )? {
                             Some(name) => name,
                             None => plain_name(&rec.ident, rec.is_dir),
                         }
@@ -433,6 +439,7 @@ impl<R: Read + Seek> Reader<R> {
                 } else {
                     format!("{dir}/{name}")
                 };
+                budget.entry(&path)?;
                 if rec.is_dir {
                     queue.push_back((path.clone(), rec.extent, rec.size, depth + 1));
                 }
@@ -442,9 +449,6 @@ impl<R: Read + Seek> Reader<R> {
                     size: if rec.is_dir { 0 } else { u64::from(rec.size) },
                     data_offset: (!rec.is_dir).then(|| u64::from(rec.extent) * self.block),
                 });
-                if tree.entries.len() > MAX_ENTRIES {
-                    return Err(malformed("more than two million entries"));
-                }
             }
         }
         Ok(tree)
@@ -455,6 +459,7 @@ impl<R: Read + Seek> Reader<R> {
         &mut self,
         system_use: &[u8],
         skip: usize,
+        budget: &mut Budget,
     ) -> Result<Option<String>, IsoError> {
         let mut name: Option<Vec<u8>> = None;
         let mut area = system_use.get(skip..).unwrap_or_default().to_vec();
@@ -492,6 +497,8 @@ impl<R: Read + Seek> Reader<R> {
             if length > 64 * 1024 {
                 return Err(malformed("rock ridge continuation area too large"));
             }
+            // Continuation areas are directory metadata: every record may have 16 of them.
+            budget.directory(u64::from(length))?;
             area = self.read_at(
                 u64::from(block) * self.block + u64::from(offset),
                 length as usize,

@@ -12,6 +12,7 @@
 //! through [`SecretSource::Values`].
 
 mod autounattend;
+mod bounds;
 mod cloudbase;
 mod error;
 mod firstlogon;

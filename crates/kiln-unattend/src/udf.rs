@@ -10,10 +10,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Seek};
 
+use crate::bounds::{Budget, MAX_DEPTH};
 use crate::error::IsoError;
-use crate::iso9660::{
-    IsoEntry, IsoTree, MAX_DEPTH, MAX_DIR_BYTES, MAX_ENTRIES, Naming, Reader, malformed,
-};
+use crate::iso9660::{IsoEntry, IsoTree, Naming, Reader, malformed};
 
 const SECTOR: u64 = 2048;
 
@@ -148,7 +147,7 @@ fn file_entry<R: Read + Seek>(
     r: &mut Reader<R>,
     vol: &Volume,
     at: Lba,
-    want_data: bool,
+    want_data: Option<&mut Budget>,
 ) -> Result<Entry, IsoError> {
     let fe = read_block(r, vol.sector(at)?)?;
     let (ea_len_at, ad_start) = match tag_id(&fe) {
@@ -169,16 +168,15 @@ fn file_entry<R: Read + Seek>(
     let ads = fe
         .get(ad_start + ea_len..ad_start + ea_len + ad_len)
         .ok_or_else(|| malformed("udf allocation descriptors overrun their file entry"))?;
-    if !(is_dir && want_data) {
+    let Some(budget) = want_data.filter(|_| is_dir) else {
         return Ok(Entry {
             is_dir,
             size,
             data: Vec::new(),
         });
-    }
-    if size > u64::from(MAX_DIR_BYTES) {
-        return Err(malformed(format!("udf directory of `{size}` bytes")));
-    }
+    };
+    // Charged before anything is read or zero-filled: unrecorded extents cost memory, not image.
+    budget.directory(size)?;
     let mut data = Vec::new();
     match ad_type {
         // Short allocation descriptors: 8 bytes, block within the entry's own partition.
@@ -250,12 +248,13 @@ pub(crate) fn read_tree<R: Read + Seek>(r: &mut Reader<R>) -> Result<IsoTree, Is
     let (vol, root) = volume(r)?;
     let mut tree = IsoTree::empty(Naming::Udf);
     let mut seen = HashSet::new();
+    let mut budget = Budget::default();
     let mut queue = VecDeque::from([(String::new(), root, 0usize)]);
     while let Some((dir, at, depth)) = queue.pop_front() {
         if !seen.insert(at) || depth > MAX_DEPTH {
             continue;
         }
-        let entry = file_entry(r, &vol, at, true)?;
+        let entry = file_entry(r, &vol, at, Some(&mut budget))?;
         if !entry.is_dir {
             return Err(malformed(format!(
                 "udf directory `/{dir}` is not a directory"
@@ -295,12 +294,13 @@ pub(crate) fn read_tree<R: Read + Seek>(r: &mut Reader<R>) -> Result<IsoTree, Is
             } else {
                 format!("{dir}/{child}")
             };
+            budget.entry(&path)?;
             let is_dir = characteristics & 0x02 != 0;
             let size = if is_dir {
                 queue.push_back((path.clone(), icb, depth + 1));
                 0
             } else {
-                file_entry(r, &vol, icb, false)?.size
+                file_entry(r, &vol, icb, None)?.size
             };
             tree.insert(IsoEntry {
                 path,
@@ -308,9 +308,6 @@ pub(crate) fn read_tree<R: Read + Seek>(r: &mut Reader<R>) -> Result<IsoTree, Is
                 size,
                 data_offset: None,
             });
-            if tree.len() > MAX_ENTRIES {
-                return Err(malformed("more than two million entries"));
-            }
         }
     }
     Ok(tree)

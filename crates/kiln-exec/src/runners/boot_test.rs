@@ -75,7 +75,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
                 .collect::<Vec<_>>()
                 .join(", "),
             console_log.display(),
-            tail.join("\n  | ")
+            crate::printable(&tail.join("\n  | "))
         ));
     }
     std::fs::write(staging.path("console-log.txt"), &outcome.console)

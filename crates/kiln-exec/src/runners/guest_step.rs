@@ -103,6 +103,7 @@ impl<'c, 'a> GuestStep<'c, 'a> {
             persistence: Persistence::Transient,
             poll_interval: self.cx.env.poll_interval,
             key_presses: None,
+            console_limit: crate::MAX_CONSOLE_BYTES,
         }
     }
 
@@ -142,7 +143,12 @@ impl<'c, 'a> GuestStep<'c, 'a> {
         let t = &outcome.timings;
         self.cx.log.line(format_args!(
             "{kind}: `{}` after {:?} (start {:?}, run {:?}, success line to QEMU exit {:?}, teardown {:?})",
-            outcome.success_line, t.run, t.start, t.run, t.shutdown_lag, t.teardown
+            crate::printable(&outcome.success_line),
+            t.run,
+            t.start,
+            t.run,
+            t.shutdown_lag,
+            t.teardown
         ));
         let _ = std::fs::remove_dir_all(&self.scratch);
         Ok(outcome)

@@ -223,5 +223,6 @@ pub fn tiny_spec(run: &str, step: &str, dir: &Path, iso: &Path, disk: Option<&Pa
         persistence: Persistence::Persistent,
         poll_interval: Duration::from_millis(50),
         key_presses: None,
+        console_limit: kiln_exec::MAX_CONSOLE_BYTES,
     }
 }
