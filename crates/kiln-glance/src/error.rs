@@ -53,6 +53,23 @@ pub enum Error {
         source: reqwest::Error,
     },
 
+    #[error("{method} `{url}` was redirected to `{to}`, which kiln does not follow: {why}")]
+    RedirectRefused {
+        method: &'static str,
+        url: String,
+        to: String,
+        why: String,
+    },
+
+    #[error(
+        "{method} `{url}` answered with more than {limit} bytes; kiln reads at most that much of an API answer"
+    )]
+    BodyTooLarge {
+        method: &'static str,
+        url: String,
+        limit: u64,
+    },
+
     #[error("{method} `{url}` answered {status}: {message}")]
     Http {
         method: &'static str,

@@ -9,6 +9,7 @@
 //!   Glance's record, dedup by `os_hash_value`, cleanup of half-made images.
 //! - [`download`]: Glance as a source, verified while streaming, nothing left behind on mismatch.
 //! - [`cancel`]: the Ctrl-C flag checked by every transfer.
+//! - [`stall`]: a download that receives nothing for too long fails.
 //! - [`marker`]: the uploader marker and the stale-image rule.
 //! - [`tool`]: the `kiln-glance` plumbing binary used by tests and `just bench-glance`.
 
@@ -21,6 +22,7 @@ pub mod keystone;
 pub mod marker;
 pub mod publish;
 pub mod secret;
+pub mod stall;
 mod time;
 pub mod tool;
 
