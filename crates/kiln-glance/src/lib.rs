@@ -27,7 +27,7 @@ mod time;
 pub mod tool;
 
 pub use cancel::Cancel;
-pub use config::{AuthMethod, CloudConfig, ConfigError, ConfigSources, Interface};
+pub use config::{AuthMethod, CloudConfig, ConfigError, ConfigSources, ConfigWarning, Interface};
 pub use download::{Downloaded, VerifiedStream, download, open_verified};
 pub use error::Error;
 pub use glance::{Glance, Image, ImageSpec, Visibility};
