@@ -150,7 +150,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{cause}; and deleting the half-made image `{id}` failed too: {delete_error}")]
+    #[error(
+        "{cause}; glance may have made a `queued` image named `{name}` anyway, and looking for it failed: {lookup_error} (delete it with `openstack image list --name {name} --status queued` and `openstack image delete ID`)"
+    )]
+    CreateUnclear {
+        name: String,
+        cause: Box<Error>,
+        lookup_error: Box<Error>,
+    },
+
+    #[error(
+        "{cause}; and deleting the half-made image `{id}` failed too: {delete_error} (delete it with `openstack image delete {id}`)"
+    )]
     CleanupFailed {
         id: String,
         cause: Box<Error>,
@@ -163,7 +174,9 @@ impl Error {
     pub fn is_cancelled(&self) -> bool {
         match self {
             Error::Cancelled => true,
-            Error::CleanupFailed { cause, .. } => cause.is_cancelled(),
+            Error::CleanupFailed { cause, .. } | Error::CreateUnclear { cause, .. } => {
+                cause.is_cancelled()
+            }
             _ => false,
         }
     }
