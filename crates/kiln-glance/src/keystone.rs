@@ -21,7 +21,8 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(120);
 /// Timeout of API calls (not of uploads and downloads, which take as long as they take).
 pub const API_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A download that receives nothing for this long fails (the whole transfer has no time limit).
+/// A download that receives nothing for this long fails, as does an upload whose server takes
+/// no data for this long (the whole transfer has no time limit).
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The most of a JSON answer (or of an error body) read into memory. A Glance listing page of
@@ -86,7 +87,7 @@ struct Endpoint {
 impl Session {
     /// A session for `cloud`; nothing is sent until the first request needs a token.
     pub fn new(cloud: CloudConfig) -> Result<Self, Error> {
-        let http = client(&cloud)?;
+        let http = client(&cloud, DEFAULT_STALL_TIMEOUT)?;
         Ok(Session {
             cloud,
             http,
@@ -97,10 +98,11 @@ impl Session {
         })
     }
 
-    /// Changes how long a download may receive nothing before it fails.
-    pub fn with_stall_timeout(mut self, stall: Duration) -> Self {
+    /// Changes how long a transfer may make no progress before it fails.
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Result<Self, Error> {
+        self.http = client(&self.cloud, stall)?;
         self.stall_timeout = stall;
-        self
+        Ok(self)
     }
 
     /// Changes how long before expiry a token is replaced.
@@ -252,10 +254,12 @@ fn token_lifetime(issued: i64, expires: i64) -> Duration {
 }
 
 /// An HTTP client for `cloud`: its TLS settings, redirects only within one host and never from
-/// https to http.
-fn client(cloud: &CloudConfig) -> Result<Client, Error> {
+/// https to http, and `TCP_USER_TIMEOUT` = `stall`: data sent (an upload) that the server does
+/// not take for that long (unacknowledged, or held back by a zero window) fails the connection.
+fn client(cloud: &CloudConfig, stall: Duration) -> Result<Client, Error> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
+        .tcp_user_timeout(stall)
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             let refusal = match attempt.previous().last() {
                 _ if attempt.previous().len() > 10 => Some("more than 10 redirects".to_owned()),

@@ -4,6 +4,7 @@
 
 mod fake;
 
+use std::io::Read as _;
 use std::time::Duration;
 
 use fake::{PASSWORD, Server, TOKEN, openstack, respond, respond_json, within};
@@ -196,4 +197,43 @@ fn far_future_token_expiry_is_valid_for_a_long_time() {
         });
         assert!(token.valid_until > std::time::Instant::now() + Duration::from_secs(24 * 3600));
     }
+}
+
+// An upload to a server that stops taking data (its receive window stays at zero) fails after
+// the stall timeout instead of holding the publish forever.
+#[test]
+fn upload_to_a_server_that_stops_reading_fails_after_the_stall_timeout() {
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_url = format!("http://127.0.0.1:{}", sink.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in sink.incoming() {
+            // Accept and never read: the client's data piles up until the window is zero.
+            held.push(s);
+        }
+    });
+    let keystone = Server::start(move |_, s| {
+        fake::token_answer(s, &sink_url, "2099-01-01T00:00:00Z");
+    });
+    let session = Session::new(fake::cloud(&keystone.url()))
+        .unwrap()
+        .with_stall_timeout(Duration::from_secs(3))
+        .unwrap();
+    let glance = kiln_glance::Glance::connect(std::sync::Arc::new(session)).unwrap();
+    let started = std::time::Instant::now();
+    let len: u64 = 256 << 20;
+    let err = within(Duration::from_secs(120), move || {
+        glance
+            .upload("img", std::io::repeat(7).take(len), len)
+            .unwrap_err()
+    });
+    assert!(
+        matches!(err, Error::Transport { method: "PUT", .. }),
+        "{err:?}: {err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
 }

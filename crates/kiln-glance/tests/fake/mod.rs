@@ -209,7 +209,7 @@ pub fn openstack_with_stall(
     *port.lock().unwrap() = server.port;
     let mut session = Session::new(cloud(&server.url())).unwrap();
     if let Some(s) = stall {
-        session = session.with_stall_timeout(s);
+        session = session.with_stall_timeout(s).unwrap();
     }
     (server, Arc::new(session))
 }
