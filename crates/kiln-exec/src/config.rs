@@ -273,11 +273,8 @@ pub fn refused_uri(uri: &str) -> Option<(String, String)> {
     }
     let query = uri.split_once('?').map_or("", |(_, q)| q);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let key = pair
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        // libvirt unescapes parameter names, so `comm%61nd=` is `command=`.
+        let key = percent_decode(pair.split('=').next().unwrap_or_default()).to_ascii_lowercase();
         if matches!(key.as_str(), "command" | "netcat") {
             return Some((
                 format!("libvirt URI `{uri}` sets `{key}=`, which names a program to run"),
@@ -286,6 +283,30 @@ pub fn refused_uri(uri: &str) -> Option<(String, String)> {
         }
     }
     None
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads and checks `path`.
@@ -769,6 +790,8 @@ mod tests {
         assert!(rendered.contains("help: connect over `unix`"), "{rendered}");
         assert!(rendered.contains("help: remove `command=`"), "{rendered}");
         assert!(refused_uri("QEMU+EXT:///system").is_some());
+        // libvirt unescapes parameter names.
+        assert!(refused_uri("qemu+ssh://h/system?comm%61nd=/tmp/evil").is_some());
         assert!(refused_uri("qemu+tls://h/system?no_verify=1").is_none());
         let (uri, why) = resolve_hosts(None, &["qemu+ext:///system".into()], None, |_| {
             panic!("a refused URI must not be probed")
