@@ -25,6 +25,7 @@ pub mod secret;
 pub mod stall;
 mod time;
 pub mod tool;
+mod yaml;
 
 pub use cancel::Cancel;
 pub use config::{AuthMethod, CloudConfig, ConfigError, ConfigSources, ConfigWarning, Interface};
