@@ -101,6 +101,9 @@ pub fn resolve_hosts(
         if hosts.iter().any(|h| h.uri == uri) {
             continue;
         }
+        if let Some((message, help)) = refused_uri(&uri) {
+            return Err((uri, format!("{message}\nhelp: {help}")));
+        }
         let given = config
             .and_then(|c| c.host(&uri))
             .cloned()
@@ -183,19 +186,127 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `kiln.kdl` in `start` (a folder, or a file's folder) or the nearest folder above it.
+/// What the search for `kiln.kdl` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSearch {
+    /// The file to use.
+    pub found: Option<PathBuf>,
+    /// Files named `kiln.kdl` passed over because another user owns them (or anyone may write
+    /// them): `(file, why)`. The caller warns about each.
+    pub ignored: Vec<(PathBuf, String)>,
+}
+
+/// `kiln.kdl` in `start` (a folder, or a file's folder) or the nearest folder above it, stopping
+/// at the repository root (the first folder holding `.git`). A file owned by neither this user
+/// nor root, or writable by everyone, is passed over (and listed in [`ConfigSearch::ignored`]):
+/// anyone who can plant a `kiln.kdl` above a project must not choose the hosts its guests run on.
 #[must_use]
-pub fn find_config(start: &Path) -> Option<PathBuf> {
-    let start = std::path::absolute(start).ok()?;
+pub fn find_config(start: &Path) -> ConfigSearch {
+    find_config_as(start, current_uid())
+}
+
+/// [`find_config`] for the user `uid`.
+#[must_use]
+pub fn find_config_as(start: &Path, uid: u32) -> ConfigSearch {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut search = ConfigSearch::default();
+    let Ok(start) = std::path::absolute(start) else {
+        return search;
+    };
     let first = if start.is_dir() {
         start.as_path()
     } else {
-        start.parent()?
+        match start.parent() {
+            Some(p) => p,
+            None => return search,
+        }
     };
-    first
-        .ancestors()
-        .map(|dir| dir.join(CONFIG_FILE))
-        .find(|candidate| candidate.is_file())
+    for dir in first.ancestors() {
+        let candidate = dir.join(CONFIG_FILE);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+        {
+            let owner = meta.uid();
+            if owner != uid && owner != 0 {
+                search.ignored.push((
+                    candidate,
+                    format!("it is owned by another user (uid {owner})"),
+                ));
+            } else if meta.mode() & 0o002 != 0 {
+                search
+                    .ignored
+                    .push((candidate, "anyone may write it".to_owned()));
+            } else {
+                search.found = Some(candidate);
+                return search;
+            }
+        }
+        if dir.join(".git").exists() {
+            break;
+        }
+    }
+    search
+}
+
+/// The effective user id of this process.
+#[must_use]
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// Why kiln refuses a libvirt URI: `(message, help)`, or `None` for a URI kiln may connect to.
+///
+/// libvirt runs a local program for the `ext` transport (`qemu+ext:///system?command=/path`) and
+/// for a `command=` parameter of the ssh transports; `netcat=` names a program run on the remote
+/// side. A project file (or a copied command line) must not be able to run programs that way.
+#[must_use]
+pub fn refused_uri(uri: &str) -> Option<(String, String)> {
+    let scheme = uri.split("://").next().unwrap_or_default();
+    let transport = scheme.split_once('+').map(|(_, t)| t.to_ascii_lowercase());
+    if transport.as_deref() == Some("ext") {
+        return Some((
+            format!("libvirt URI `{uri}` uses the `ext` transport, which runs a program"),
+            "connect over `unix` (local), `ssh`, `libssh2`, `tcp` or `tls`, e.g. `qemu+ssh://root@10.0.0.2/system`"
+                .to_owned(),
+        ));
+    }
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        // libvirt unescapes parameter names, so `comm%61nd=` is `command=`.
+        let key = percent_decode(pair.split('=').next().unwrap_or_default()).to_ascii_lowercase();
+        if matches!(key.as_str(), "command" | "netcat") {
+            return Some((
+                format!("libvirt URI `{uri}` sets `{key}=`, which names a program to run"),
+                format!("remove `{key}=`: kiln lets libvirt use its default ssh and netcat"),
+            ));
+        }
+    }
+    None
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads and checks `path`.
@@ -338,7 +449,14 @@ fn host_node(
                 continue;
             }
             match entry.value() {
-                KdlValue::String(s) if s.contains("://") => uri = Some((s.clone(), at)),
+                KdlValue::String(s) if s.contains("://") => match refused_uri(s) {
+                    Some((message, help)) => diags.push(
+                        Diagnostic::new("refused-uri", at, message)
+                            .label("runs a program")
+                            .help(help),
+                    ),
+                    None => uri = Some((s.clone(), at)),
+                },
                 KdlValue::String(s) => diags.push(
                     Diagnostic::new("invalid-uri", at, format!("`{s}` is not a libvirt URI"))
                         .label("expected `driver[+transport]://[host]/path`")
@@ -594,11 +712,101 @@ mod tests {
         let pipelines = dir.path().join("pipelines/sub");
         std::fs::create_dir_all(&pipelines).unwrap();
         std::fs::write(pipelines.join("a.kdl"), "").unwrap();
-        assert_eq!(find_config(&pipelines.join("a.kdl")), None);
+        assert_eq!(find_config(&pipelines.join("a.kdl")).found, None);
         std::fs::write(dir.path().join(CONFIG_FILE), "").unwrap();
-        let found = find_config(&pipelines.join("a.kdl")).unwrap();
+        let found = find_config(&pipelines.join("a.kdl")).found.unwrap();
         assert_eq!(found, dir.path().join(CONFIG_FILE));
-        assert_eq!(find_config(&pipelines).unwrap(), found);
+        assert_eq!(find_config(&pipelines).found.unwrap(), found);
         assert_eq!(load_config(&found).unwrap().hosts, Vec::new());
+    }
+
+    // A kiln.kdl above the repository (e.g. in a shared parent folder) must not pick the hosts
+    // of a project inside it: the search ends at the folder holding `.git`.
+    #[test]
+    fn config_search_stops_at_the_repository_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "host \"qemu:///system\"\n").unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("pipelines")).unwrap();
+        assert_eq!(
+            find_config(&repo.join("pipelines")),
+            ConfigSearch::default()
+        );
+        // A worktree's `.git` is a file; it marks the root as well.
+        std::fs::remove_dir(repo.join(".git")).unwrap();
+        std::fs::write(repo.join(".git"), "gitdir: /elsewhere\n").unwrap();
+        assert_eq!(find_config(&repo.join("pipelines")).found, None);
+        // The repository's own kiln.kdl is found.
+        std::fs::write(repo.join(CONFIG_FILE), "").unwrap();
+        assert_eq!(
+            find_config(&repo.join("pipelines")).found,
+            Some(repo.join(CONFIG_FILE))
+        );
+    }
+
+    // Another user's kiln.kdl (a planted /tmp/kiln.kdl) or one anyone may write is passed over,
+    // and named so the caller can warn.
+    #[test]
+    fn config_owned_by_another_user_or_world_writable_is_ignored() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join(CONFIG_FILE);
+        let pipelines = dir.path().join("pipelines");
+        std::fs::create_dir_all(&pipelines).unwrap();
+        std::fs::write(&planted, "").unwrap();
+        let me = current_uid();
+        // As root, give the file away; otherwise search as a user who is not its owner.
+        let search = if me == 0 {
+            std::os::unix::fs::chown(&planted, Some(4242), None).unwrap();
+            find_config(&pipelines)
+        } else {
+            find_config_as(&pipelines, me + 1)
+        };
+        assert_eq!(search.found, None);
+        assert_eq!(search.ignored.len(), 1, "{search:?}");
+        assert_eq!(search.ignored[0].0, planted);
+        assert!(
+            search.ignored[0]
+                .1
+                .starts_with("it is owned by another user (uid "),
+            "{search:?}"
+        );
+        if me == 0 {
+            std::os::unix::fs::chown(&planted, Some(0), None).unwrap();
+        }
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let search = find_config_as(&pipelines, me);
+        assert_eq!(search.found, None);
+        assert_eq!(search.ignored[0].1, "anyone may write it");
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(find_config_as(&pipelines, me).found, Some(planted));
+    }
+
+    // libvirt runs a local program for `+ext` and for `command=`; `netcat=` runs one remotely.
+    // Each is a located error with help, and `--host` refuses them too.
+    #[test]
+    fn program_running_uris_are_refused() {
+        let text = "host \"qemu+ext:///system?command=/tmp/evil\"\nhost \"qemu+ssh://h/system?command=/tmp/evil\"\nhost \"qemu+ssh://h/system?keyfile=/k&netcat=/tmp/nc\"\nhost \"qemu+ssh://root@h/system\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "proj/kiln.kdl:1:6: libvirt URI `qemu+ext:///system?command=/tmp/evil` uses the `ext` transport, which runs a program\n\
+             proj/kiln.kdl:2:6: libvirt URI `qemu+ssh://h/system?command=/tmp/evil` sets `command=`, which names a program to run\n\
+             proj/kiln.kdl:3:6: libvirt URI `qemu+ssh://h/system?keyfile=/k&netcat=/tmp/nc` sets `netcat=`, which names a program to run"
+        );
+        let rendered = err.render(false);
+        assert!(rendered.contains("help: connect over `unix`"), "{rendered}");
+        assert!(rendered.contains("help: remove `command=`"), "{rendered}");
+        assert!(refused_uri("QEMU+EXT:///system").is_some());
+        // libvirt unescapes parameter names.
+        assert!(refused_uri("qemu+ssh://h/system?comm%61nd=/tmp/evil").is_some());
+        assert!(refused_uri("qemu+tls://h/system?no_verify=1").is_none());
+        let (uri, why) = resolve_hosts(None, &["qemu+ext:///system".into()], None, |_| {
+            panic!("a refused URI must not be probed")
+        })
+        .unwrap_err();
+        assert_eq!(uri, "qemu+ext:///system");
+        assert!(why.contains("`ext` transport"), "{why}");
     }
 }

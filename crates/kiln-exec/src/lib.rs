@@ -19,8 +19,8 @@ pub mod runners;
 pub mod scheduler;
 
 pub use config::{
-    CONFIG_FILE, ConfigError, HostConfig, ProjectConfig, find_config, load_config, parse_config,
-    resolve_hosts,
+    CONFIG_FILE, ConfigError, ConfigSearch, HostConfig, ProjectConfig, current_uid, find_config,
+    find_config_as, load_config, parse_config, refused_uri, resolve_hosts,
 };
 pub use console::{Console, MAX_CONSOLE_BYTES, MAX_CONSOLE_KEPT, Pattern};
 pub use domain_xml::{

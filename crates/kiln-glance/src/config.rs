@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use crate::yaml::MAX_YAML_NODES;
+use crate::yaml::yaml_to_json;
+
 use crate::secret::Secret;
 
 /// Everything needed to authenticate and find the image service.
@@ -194,14 +197,41 @@ pub enum ConfigError {
     Invalid { cloud: String, message: String },
 }
 
-/// Reads the configuration of `cloud` (or of `OS_CLOUD`, or of the `OS_*` variables).
+/// Something about the configuration the user should know, though it is used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigWarning {
+    #[error(
+        "cloud `{cloud}`: `{clouds}` in the current folder is merged with the secrets of `{secure}`, so          a clouds.yaml in this folder decides where that password is sent (openstacksdk reads          the files in the same order)\nhelp: if that clouds.yaml is not yours, run from another          folder, or name the file with `OS_CLIENT_CONFIG_FILE`"
+    )]
+    SecretsForCurrentFolder {
+        cloud: String,
+        clouds: PathBuf,
+        secure: PathBuf,
+    },
+}
+
+/// Reads the configuration of `cloud` (or of `OS_CLOUD`, or of the `OS_*` variables); each
+/// [`ConfigWarning`] is printed to stderr (`load_checked` returns them instead).
 pub fn load(sources: &ConfigSources, cloud: Option<&str>) -> Result<CloudConfig, ConfigError> {
+    let (config, warnings) = load_checked(sources, cloud)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(config)
+}
+
+/// [`load`], returning the warnings instead of printing them.
+pub fn load_checked(
+    sources: &ConfigSources,
+    cloud: Option<&str>,
+) -> Result<(CloudConfig, Vec<ConfigWarning>), ConfigError> {
+    let mut warnings = Vec::new();
     let name = cloud
         .filter(|c| !c.is_empty())
         .or_else(|| sources.var("OS_CLOUD"));
     let Some(name) = name else {
         return if sources.var("OS_AUTH_URL").is_some() {
-            parse_cloud("envvars", &env_cloud(sources))
+            parse_cloud("envvars", &env_cloud(sources)).map(|c| (c, warnings))
         } else {
             Err(ConfigError::NoCloud)
         };
@@ -239,9 +269,21 @@ pub fn load(sources: &ConfigSources, cloud: Option<&str>) -> Result<CloudConfig,
         let secure = read_yaml(&secure_path)?;
         if let Some(over) = secure.pointer(&format!("/clouds/{}", escape(name))) {
             merge(&mut entry, over);
+            // A clouds.yaml anyone could leave in a folder (a cloned repository) picks the
+            // `auth_url`, and the user's own secure.yaml supplies the password for it.
+            if sources.var("OS_CLIENT_CONFIG_FILE").is_none()
+                && clouds_path.parent() == Some(sources.cwd.as_path())
+                && secure_path.parent() != Some(sources.cwd.as_path())
+            {
+                warnings.push(ConfigWarning::SecretsForCurrentFolder {
+                    cloud: name.to_owned(),
+                    clouds: clouds_path.clone(),
+                    secure: secure_path.clone(),
+                });
+            }
         }
     }
-    parse_cloud(name, &entry)
+    parse_cloud(name, &entry).map(|c| (c, warnings))
 }
 
 /// A JSON-pointer token for a cloud name.
@@ -275,75 +317,6 @@ fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
         path: path.to_owned(),
         message,
     })
-}
-
-/// Deepest nesting of sequences and mappings read from `clouds.yaml` / `secure.yaml` (they use
-/// four levels): deeper documents would overflow the stack when converted or dropped.
-const MAX_YAML_NESTING: usize = 64;
-
-/// Fails when sequences and mappings nest deeper than [`MAX_YAML_NESTING`], walking the parser's
-/// events (no tree is built, nothing recurses).
-fn check_nesting(text: &str) -> Result<(), String> {
-    use yaml_rust2::parser::{Event, Parser};
-    let mut parser = Parser::new_from_str(text);
-    let mut depth = 0usize;
-    loop {
-        let (event, mark) = parser.next_token().map_err(|e| e.to_string())?;
-        match event {
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
-                depth += 1;
-                if depth > MAX_YAML_NESTING {
-                    return Err(format!(
-                        "sequences and mappings nested more than {MAX_YAML_NESTING} levels deep at line {} column {}",
-                        mark.line(),
-                        mark.col() + 1
-                    ));
-                }
-            }
-            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
-            Event::StreamEnd => return Ok(()),
-            _ => {}
-        }
-    }
-}
-
-/// Parses one YAML document into a JSON value (clouds.yaml uses no YAML-only features).
-pub(crate) fn yaml_to_json(text: &str) -> Result<Value, String> {
-    use yaml_rust2::{Yaml, YamlLoader};
-    fn convert(y: &Yaml) -> Result<Value, String> {
-        Ok(match y {
-            Yaml::Null => Value::Null,
-            Yaml::Boolean(b) => Value::Bool(*b),
-            Yaml::Integer(i) => Value::from(*i),
-            Yaml::Real(r) => r
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map_or_else(|| Value::String(r.clone()), Value::Number),
-            Yaml::String(s) => Value::String(s.clone()),
-            Yaml::Array(a) => Value::Array(a.iter().map(convert).collect::<Result<_, _>>()?),
-            Yaml::Hash(h) => {
-                let mut m = Map::new();
-                for (k, v) in h {
-                    let key = match k {
-                        Yaml::String(s) => s.clone(),
-                        Yaml::Integer(i) => i.to_string(),
-                        Yaml::Boolean(b) => b.to_string(),
-                        other => return Err(format!("unsupported mapping key `{other:?}`")),
-                    };
-                    m.insert(key, convert(v)?);
-                }
-                Value::Object(m)
-            }
-            Yaml::Alias(_) | Yaml::BadValue => return Err("unsupported YAML alias".to_owned()),
-        })
-    }
-    check_nesting(text)?;
-    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
-    match docs.first() {
-        Some(doc) => convert(doc),
-        None => Ok(Value::Object(Map::new())),
-    }
 }
 
 /// The cloud described by `OS_*` variables, in clouds.yaml shape.
@@ -823,6 +796,76 @@ clouds:
                 .to_string()
                 .contains("is not valid YAML")
         );
+    }
+
+    // A clouds.yaml in the current folder (say, a cloned repository's) takes its password from
+    // the user's own secure.yaml: allowed, as openstacksdk does, but said, naming both files.
+    #[test]
+    fn current_folder_clouds_yaml_with_secrets_from_elsewhere_warns_naming_both() {
+        let f = Fixture::new();
+        f.write("cwd/clouds.yaml", PASSWORD_CLOUD);
+        f.write(
+            "home/.config/openstack/secure.yaml",
+            "clouds:\n  prod:\n    auth:\n      password: s3cret\n",
+        );
+        let (_, warnings) = load_checked(&f.sources(&[]), Some("prod")).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let shown = warnings[0].to_string();
+        let clouds = f.dir.path().join("cwd/clouds.yaml");
+        let secure = f.dir.path().join("home/.config/openstack/secure.yaml");
+        assert!(
+            shown.contains(&format!("`{}`", clouds.display())),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("`{}`", secure.display())),
+            "{shown}"
+        );
+        assert!(shown.contains("openstacksdk"), "{shown}");
+        // Both in the home folder, or both in the current folder: nothing to say.
+        std::fs::rename(
+            &clouds,
+            f.dir.path().join("home/.config/openstack/clouds.yaml"),
+        )
+        .unwrap();
+        assert_eq!(load_checked(&f.sources(&[]), Some("prod")).unwrap().1, []);
+        std::fs::rename(
+            f.dir.path().join("home/.config/openstack/clouds.yaml"),
+            &clouds,
+        )
+        .unwrap();
+        std::fs::rename(&secure, f.dir.path().join("cwd/secure.yaml")).unwrap();
+        assert_eq!(load_checked(&f.sources(&[]), Some("prod")).unwrap().1, []);
+    }
+
+    // Aliases of aliases ("billion laughs") would expand to 10^9 values; the file is refused
+    // before anything is expanded. Ordinary anchors still work.
+    #[test]
+    fn yaml_alias_bombs_are_refused_and_plain_aliases_work() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        bomb.push_str("clouds: {}\n");
+        let started = std::time::Instant::now();
+        let err = yaml_to_json(&bomb).unwrap_err();
+        assert!(err.contains("expand to more than 100000 values"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let f = Fixture::new();
+        f.write("cwd/clouds.yaml", &bomb);
+        let err = load(&f.sources(&[]), Some("prod")).unwrap_err().to_string();
+        assert!(
+            err.contains("is not valid YAML") && err.contains("billion laughs"),
+            "{err}"
+        );
+        let ok = yaml_to_json(
+            "common: &auth {auth_url: 'http://k', user_id: u, password: p, project_id: x}\nclouds:\n  a: {auth: *auth}\n",
+        )
+        .unwrap();
+        assert_eq!(ok["clouds"]["a"]["auth"]["user_id"], "u");
     }
 
     #[test]

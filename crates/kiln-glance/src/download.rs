@@ -63,10 +63,12 @@ pub fn download(
         return Err(Error::Cancelled);
     }
     copied.map_err(|source| {
-        let broke = source.get_ref().is_some_and(|e| e.is::<reqwest::Error>());
+        let http = source.get_ref().is_some_and(|e| e.is::<reqwest::Error>());
         Error::Io {
             path: dest.to_owned(),
-            action: if broke {
+            action: if source.kind() == io::ErrorKind::TimedOut {
+                "download (glance stopped sending)"
+            } else if http {
                 "download (the connection broke)"
             } else {
                 "write"

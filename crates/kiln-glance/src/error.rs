@@ -53,6 +53,23 @@ pub enum Error {
         source: reqwest::Error,
     },
 
+    #[error("{method} `{url}` was redirected to `{to}`, which kiln does not follow: {why}")]
+    RedirectRefused {
+        method: &'static str,
+        url: String,
+        to: String,
+        why: String,
+    },
+
+    #[error(
+        "{method} `{url}` answered with more than {limit} bytes; kiln reads at most that much of an API answer"
+    )]
+    BodyTooLarge {
+        method: &'static str,
+        url: String,
+        limit: u64,
+    },
+
     #[error("{method} `{url}` answered {status}: {message}")]
     Http {
         method: &'static str,
@@ -133,7 +150,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{cause}; and deleting the half-made image `{id}` failed too: {delete_error}")]
+    #[error(
+        "{cause}; glance may have made a `queued` image named `{name}` anyway, and looking for it failed: {lookup_error} (delete it with `openstack image list --name {name} --status queued` and `openstack image delete ID`)"
+    )]
+    CreateUnclear {
+        name: String,
+        cause: Box<Error>,
+        lookup_error: Box<Error>,
+    },
+
+    #[error(
+        "{cause}; and deleting the half-made image `{id}` failed too: {delete_error} (delete it with `openstack image delete {id}`)"
+    )]
     CleanupFailed {
         id: String,
         cause: Box<Error>,
@@ -146,7 +174,9 @@ impl Error {
     pub fn is_cancelled(&self) -> bool {
         match self {
             Error::Cancelled => true,
-            Error::CleanupFailed { cause, .. } => cause.is_cancelled(),
+            Error::CleanupFailed { cause, .. } | Error::CreateUnclear { cause, .. } => {
+                cause.is_cancelled()
+            }
             _ => false,
         }
     }

@@ -49,7 +49,7 @@ clouds:
 /// Each cloud of a mutated `clouds.yaml`, as `load` reads it.
 fn read_clouds(input: &[u8]) {
     let text = String::from_utf8_lossy(input);
-    if let Ok(doc) = crate::config::yaml_to_json(&text)
+    if let Ok(doc) = crate::yaml::yaml_to_json(&text)
         && let Some(clouds) = doc.get("clouds").and_then(Value::as_object)
     {
         for (name, entry) in clouds {
@@ -122,7 +122,7 @@ fn deeply_nested_clouds_yaml_is_an_error_not_a_stack_overflow() {
         format!("clouds: {}x{}\n", "{a: ".repeat(n), "}".repeat(n)),
         format!("clouds:\n  {}x\n", "- ".repeat(n)),
     ] {
-        let err = crate::config::yaml_to_json(&text).unwrap_err();
+        let err = crate::yaml::yaml_to_json(&text).unwrap_err();
         assert!(
             err.contains("nested more than 64 levels") || err.contains("recursion limit exceeded"),
             "{err}"

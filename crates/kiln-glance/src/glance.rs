@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::keystone::{API_TIMEOUT, Session, error_message};
+use crate::keystone::{
+    API_TIMEOUT, MAX_JSON_BODY, Session, error_message, read_body, transport_error,
+};
+use crate::stall::StallGuard;
 
 /// Image attributes Glance owns; they cannot be used as custom property names.
 pub const RESERVED_KEYS: &[&str] = &[
@@ -42,6 +45,9 @@ pub const RESERVED_KEYS: &[&str] = &[
     "virtual_size",
     "visibility",
 ];
+
+/// The most pages of 100 images one listing reads.
+pub const MAX_LIST_PAGES: usize = 1000;
 
 /// Who can see an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,13 +260,7 @@ impl Glance {
                     attempt += 1;
                     continue;
                 }
-                Err(source) => {
-                    return Err(Error::Transport {
-                        method,
-                        url: url.clone(),
-                        source,
-                    });
-                }
+                Err(source) => return Err(transport_error(method, &url, source)),
             };
             let status = resp.status().as_u16();
             if status == 401 && attempt == 0 {
@@ -290,13 +290,12 @@ impl Glance {
         url: &str,
         resp: Response,
     ) -> Result<T, Error> {
-        let protocol = |message: String| Error::Protocol {
+        let body = read_body(method, url, resp, MAX_JSON_BODY)?;
+        serde_json::from_slice(&body).map_err(|e| Error::Protocol {
             method,
             url: url.to_owned(),
-            message,
-        };
-        let body = crate::body::read_capped(resp, crate::body::MAX_JSON_BODY).map_err(protocol)?;
-        serde_json::from_slice(&body).map_err(|e| protocol(format!("cannot decode the body: {e}")))
+            message: format!("cannot decode the body: {e}"),
+        })
     }
 
     /// `POST /v2/images`: a `queued` image with `spec`'s attributes plus `extra` properties.
@@ -350,19 +349,38 @@ impl Glance {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         query.push(("limit".into(), "100".into()));
-        loop {
+        let url = format!("{}/images", self.base);
+        let mut markers = BTreeSet::new();
+        for _ in 0..MAX_LIST_PAGES {
             let resp = self.call("GET", "/images", |r| r.query(&query))?;
-            let page: Page = Self::json("GET", "/images", resp)?;
+            let page: Page = Self::json("GET", &url, resp)?;
             let last = page.images.last().map(|i| i.id.clone());
             out.extend(page.images);
             match (page.next, last) {
                 (Some(_), Some(marker)) => {
+                    // A server that keeps answering with the same last image would page forever.
+                    if !markers.insert(marker.clone()) {
+                        return Err(Error::Protocol {
+                            method: "GET",
+                            url,
+                            message: format!(
+                                "the listing pages in a loop (image `{marker}` ends two pages)"
+                            ),
+                        });
+                    }
                     query.retain(|(k, _)| k != "marker");
                     query.push(("marker".into(), marker));
                 }
                 _ => return Ok(out),
             }
         }
+        Err(Error::Protocol {
+            method: "GET",
+            url,
+            message: format!(
+                "the listing has more than {MAX_LIST_PAGES} pages of 100 images; narrow it"
+            ),
+        })
     }
 
     /// `PATCH /v2/images/{id}` with JSON-patch `ops`.
@@ -495,11 +513,7 @@ impl Glance {
             .header("Content-Type", "application/octet-stream")
             .body(Body::sized(body, len))
             .send()
-            .map_err(|source| Error::Transport {
-                method: "PUT",
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| transport_error("PUT", &url, source))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -512,8 +526,10 @@ impl Glance {
         }
     }
 
-    /// `GET /v2/images/{id}/file`: the response, to be read as a stream (no timeout).
-    pub fn download(&self, id: &str) -> Result<Response, Error> {
+    /// `GET /v2/images/{id}/file`: the data, to be read as a stream. The transfer has no time
+    /// limit, but a read that waits longer than the session's stall timeout fails
+    /// ([`crate::stall::StallGuard`]).
+    pub fn download(&self, id: &str) -> Result<StallGuard, Error> {
         let url = format!("{}/images/{id}/file", self.base);
         let token = self.session.token()?;
         let resp = self
@@ -522,13 +538,9 @@ impl Glance {
             .get(&url)
             .header("X-Auth-Token", token.secret.expose())
             .send()
-            .map_err(|source| Error::Transport {
-                method: "GET",
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| transport_error("GET", &url, source))?;
         if resp.status().is_success() {
-            Ok(resp)
+            Ok(StallGuard::new(resp, self.session.stall_timeout()))
         } else {
             Err(Error::Http {
                 method: "GET",

@@ -21,10 +21,22 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(120);
 /// Timeout of API calls (not of uploads and downloads, which take as long as they take).
 pub const API_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A download that receives nothing for this long fails, as does an upload whose server takes
+/// no data for this long (the whole transfer has no time limit).
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub use crate::body::MAX_JSON_BODY;
+use crate::body::MAX_ERROR_BODY;
+
+/// A token is kept at most this long, whatever `expires_at` says (a far-future or absurd date
+/// means "valid for a long time", never an overflow).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// An authenticated connection to one cloud.
 pub struct Session {
     cloud: CloudConfig,
     http: Client,
+    stall_timeout: Duration,
     token: Mutex<Option<Token>>,
     refresh_margin: Duration,
     auth_count: AtomicU64,
@@ -71,38 +83,22 @@ struct Endpoint {
 impl Session {
     /// A session for `cloud`; nothing is sent until the first request needs a token.
     pub fn new(cloud: CloudConfig) -> Result<Self, Error> {
-        let mut builder = Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None::<Duration>)
-            .user_agent(concat!("kiln-glance/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &cloud.tls.cacert {
-            let pem = std::fs::read(path).map_err(|source| Error::CaCert {
-                path: path.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
-                Error::CaCertInvalid {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        if cloud.tls.insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let http = builder.build().map_err(|source| Error::Transport {
-            method: "build",
-            url: cloud.auth_url.clone(),
-            source,
-        })?;
+        let http = client(&cloud, DEFAULT_STALL_TIMEOUT)?;
         Ok(Session {
             cloud,
             http,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             token: Mutex::new(None),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             auth_count: AtomicU64::new(0),
         })
+    }
+
+    /// Changes how long a transfer may make no progress before it fails.
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Result<Self, Error> {
+        self.http = client(&self.cloud, stall)?;
+        self.stall_timeout = stall;
+        Ok(self)
     }
 
     /// Changes how long before expiry a token is replaced.
@@ -117,6 +113,11 @@ impl Session {
 
     pub fn http(&self) -> &Client {
         &self.http
+    }
+
+    /// How long a download may receive nothing before it fails.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
     }
 
     /// How many times this session has asked Keystone for a token.
@@ -183,11 +184,7 @@ impl Session {
             .timeout(API_TIMEOUT)
             .json(&auth_body(&self.cloud.auth))
             .send()
-            .map_err(|source| Error::Transport {
-                method: "POST",
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| transport_error("POST", &url, source))?;
         let status = resp.status();
         if status.as_u16() == 401 || status.as_u16() == 403 {
             return Err(Error::AuthFailed {
@@ -216,12 +213,11 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .map(Secret::new)
             .ok_or_else(|| protocol("no `X-Subject-Token` header"))?;
-        let body =
-            crate::body::read_capped(resp, crate::body::MAX_JSON_BODY).map_err(|e| protocol(&e))?;
-        let body = parse_token_body(&body).map_err(|e| protocol(&e))?;
+        let body = parse_token_body(&read_body("POST", &url, resp, MAX_JSON_BODY)?)
+            .map_err(|e| protocol(&e))?;
         Ok(Token {
             secret,
-            valid_until: started + body.lifetime,
+            valid_until: started.checked_add(body.lifetime).unwrap_or(started),
             project_id: body.project_id,
             user_id: body.user_id,
             catalog: body.catalog,
@@ -247,7 +243,7 @@ pub(crate) fn parse_token_body(body: &[u8]) -> Result<TokenBody, String> {
         t["issued_at"].as_str().and_then(parse_utc),
         t["expires_at"].as_str().and_then(parse_utc),
     ) {
-        (Some(i), Some(e)) if e > i => Duration::from_secs((e - i) as u64),
+        (Some(i), Some(e)) if e > i => token_lifetime(i, e),
         _ => return Err("the token has no usable `issued_at` / `expires_at`".to_owned()),
     };
     let catalog = match t.get("catalog") {
@@ -260,6 +256,144 @@ pub(crate) fn parse_token_body(body: &[u8]) -> Result<TokenBody, String> {
         user_id: t["user"]["id"].as_str().unwrap_or_default().to_owned(),
         catalog,
     })
+}
+
+/// How long to use a token issued at `issued` that expires at `expires` (seconds since the
+/// epoch, `expires > issued`): Keystone's lifetime, at most [`MAX_TOKEN_LIFETIME`].
+fn token_lifetime(issued: i64, expires: i64) -> Duration {
+    let secs = u64::try_from(expires.saturating_sub(issued)).unwrap_or(0);
+    Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME)
+}
+
+/// An HTTP client for `cloud`: its TLS settings, redirects only within one host and never from
+/// https to http, and `TCP_USER_TIMEOUT` = `stall`: data sent (an upload) that the server does
+/// not take for that long (unacknowledged, or held back by a zero window) fails the connection.
+fn client(cloud: &CloudConfig, stall: Duration) -> Result<Client, Error> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .tcp_user_timeout(stall)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let refusal = match attempt.previous().last() {
+                _ if attempt.previous().len() > 10 => Some("more than 10 redirects".to_owned()),
+                Some(from) => redirect_refusal(from, attempt.url()),
+                None => None,
+            };
+            match refusal {
+                Some(why) => {
+                    let to = attempt.url().to_string();
+                    attempt.error(RedirectRefused { to, why })
+                }
+                None => attempt.follow(),
+            }
+        }))
+        .user_agent(concat!("kiln-glance/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &cloud.tls.cacert {
+        let pem = std::fs::read(path).map_err(|source| Error::CaCert {
+            path: path.clone(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| Error::CaCertInvalid {
+                path: path.clone(),
+                source,
+            })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    if cloud.tls.insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    reqwest::blocking::ClientBuilder::from(builder)
+        .timeout(None::<Duration>)
+        .build()
+        .map_err(|source| Error::Transport {
+            method: "build",
+            url: cloud.auth_url.clone(),
+            source,
+        })
+}
+
+/// A redirect the client refused (the error the redirect policy returns).
+#[derive(Debug)]
+struct RedirectRefused {
+    to: String,
+    why: String,
+}
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "redirect to `{}` refused: {}", self.to, self.why)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// Why a redirect from `from` to `to` is not followed, or `None` to follow it. The token header
+/// (and, for a 307/308 of `POST /auth/tokens`, the password) would go along, so only redirects
+/// within one scheme, host and port are followed (http to https on the same host too).
+pub(crate) fn redirect_refusal(from: &reqwest::Url, to: &reqwest::Url) -> Option<String> {
+    if from.scheme() == "https" && to.scheme() != "https" {
+        return Some("it goes from https to http".to_owned());
+    }
+    let same_port = from.port_or_known_default() == to.port_or_known_default()
+        || (from.scheme() == "http" && to.scheme() == "https");
+    if from.host_str() != to.host_str() || !same_port {
+        return Some(format!(
+            "it leaves `{}` (the token would go along)",
+            from.host_str().unwrap_or_default()
+        ));
+    }
+    None
+}
+
+/// The error for a request that got no answer: a refused redirect is named as such.
+pub(crate) fn transport_error(method: &'static str, url: &str, source: reqwest::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+    while let Some(e) = cause {
+        if let Some(r) = e.downcast_ref::<RedirectRefused>() {
+            return Error::RedirectRefused {
+                method,
+                url: url.to_owned(),
+                to: r.to.clone(),
+                why: r.why.clone(),
+            };
+        }
+        cause = e.source();
+    }
+    Error::Transport {
+        method,
+        url: url.to_owned(),
+        source,
+    }
+}
+
+/// The body of `resp`, at most `limit` bytes; a longer one is an error (read no further).
+pub(crate) fn read_body(
+    method: &'static str,
+    url: &str,
+    resp: reqwest::blocking::Response,
+    limit: u64,
+) -> Result<Vec<u8>, Error> {
+    use std::io::Read as _;
+    let too_large = || Error::BodyTooLarge {
+        method,
+        url: url.to_owned(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    resp.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::Protocol {
+            method,
+            url: url.to_owned(),
+            message: format!("reading the body failed: {e}"),
+        })?;
+    if buf.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(buf)
 }
 
 /// The body of `POST /v3/auth/tokens`.
@@ -360,7 +494,7 @@ fn select_endpoint(
 /// text, or the raw text), cut to a sane length.
 pub(crate) fn error_message(resp: reqwest::blocking::Response) -> String {
     // Only the start of an error body is read: it is shown cut to 400 characters anyway.
-    let body = crate::body::read_prefix(resp, crate::body::MAX_ERROR_BODY);
+    let body = crate::body::read_prefix(resp, MAX_ERROR_BODY);
     error_text(&String::from_utf8_lossy(&body))
 }
 
@@ -447,6 +581,26 @@ mod tests {
             select_endpoint(&c, "image", "public", None).unwrap(),
             "http://one:9292"
         );
+    }
+
+    // The token header follows a redirect, so only same-origin ones (and http to https on the
+    // same host) are followed; https to http never is.
+    #[test]
+    fn redirects_stay_on_one_host_and_never_downgrade() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let refused = |a: &str, b: &str| redirect_refusal(&u(a), &u(b));
+        assert_eq!(refused("https://k/v3", "https://k/v3/"), None);
+        assert_eq!(
+            refused("http://k:5000/v3", "http://k:5000/identity/v3"),
+            None
+        );
+        assert_eq!(refused("http://k/v3", "https://k/v3"), None);
+        assert_eq!(
+            refused("https://k/v3", "http://k/v3").as_deref(),
+            Some("it goes from https to http")
+        );
+        assert!(refused("https://k/v3", "https://evil/v3").is_some());
+        assert!(refused("http://k:5000/v3", "http://k:5001/v3").is_some());
     }
 
     // The error must say what the catalog does have, or users can't fix their region_name.

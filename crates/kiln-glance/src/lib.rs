@@ -9,6 +9,7 @@
 //!   Glance's record, dedup by `os_hash_value`, cleanup of half-made images.
 //! - [`download`]: Glance as a source, verified while streaming, nothing left behind on mismatch.
 //! - [`cancel`]: the Ctrl-C flag checked by every transfer.
+//! - [`stall`]: a download that receives nothing for too long fails.
 //! - [`marker`]: the uploader marker and the stale-image rule.
 //! - [`tool`]: the `kiln-glance` plumbing binary used by tests and `just bench-glance`.
 
@@ -22,8 +23,10 @@ pub mod keystone;
 pub mod marker;
 pub mod publish;
 pub mod secret;
+pub mod stall;
 mod time;
 pub mod tool;
+mod yaml;
 
 #[cfg(test)]
 #[path = "../../../tests/fuzz/mutate.rs"]
@@ -32,7 +35,7 @@ mod fuzz_mutate;
 mod fuzz_tests;
 
 pub use cancel::Cancel;
-pub use config::{AuthMethod, CloudConfig, ConfigError, ConfigSources, Interface};
+pub use config::{AuthMethod, CloudConfig, ConfigError, ConfigSources, ConfigWarning, Interface};
 pub use download::{Downloaded, VerifiedStream, download, open_verified};
 pub use error::Error;
 pub use glance::{Glance, Image, ImageSpec, Visibility};

@@ -216,18 +216,28 @@ pub fn publish(glance: &Glance, req: &PublishRequest<'_>) -> Result<PublishOutco
         }
         UploadMethod::Auto | UploadMethod::Put => false,
     };
-    let marker = BTreeMap::from([(marker::PROPERTY.to_owned(), marker::current())]);
+    let token = glance.session().token()?;
+    let project = token.project_id.clone().unwrap_or_default();
+    let who = marker::Uploader {
+        user_id: &token.user_id,
+        project_id: &project,
+    };
+    let marker = BTreeMap::from([(marker::PROPERTY.to_owned(), marker::current(who))]);
     let mut attempt = 1;
     loop {
         let image = match glance.create(&req.spec, &marker) {
             Ok(image) => image,
-            Err(e) if attempt < UPLOAD_ATTEMPTS && is_transient(&e) => {
-                std::thread::sleep(Duration::from_secs(1 << attempt));
-                check(&req.cancel)?;
-                attempt += 1;
-                continue;
+            Err(e) => {
+                // A create answered 5xx (or cut off) may still have inserted a `queued` image.
+                let e = remove_unanswered(glance, &req.spec.name, &marker, e);
+                if attempt < UPLOAD_ATTEMPTS && is_transient(&e) {
+                    std::thread::sleep(Duration::from_secs(1 << attempt));
+                    check(&req.cancel)?;
+                    attempt += 1;
+                    continue;
+                }
+                return Err(e);
             }
-            Err(e) => return Err(e),
         };
         let cause = match upload_and_verify(glance, req, &image, size, known.as_ref(), import) {
             Ok((image, digests, took)) => {
@@ -388,12 +398,66 @@ fn check(cancel: &Cancel) -> Result<(), Error> {
     }
 }
 
-/// Deletes half-made images named `name` whose kiln uploader is gone; returns their ids.
+/// After a create that failed without an answer kiln can trust (a 5xx, a broken connection):
+/// deletes the `queued` images named `name` that carry exactly this process's `marker` (Glance may
+/// have inserted the image before failing). Returns `cause`, or, when such an image cannot be
+/// deleted (or not even looked for), an error naming it so the user can.
+fn remove_unanswered(
+    glance: &Glance,
+    name: &str,
+    marker: &BTreeMap<String, String>,
+    cause: Error,
+) -> Error {
+    if !matches!(
+        cause,
+        Error::Http {
+            status: 500..=599,
+            ..
+        } | Error::Transport { .. }
+    ) {
+        return cause;
+    }
+    let ours = marker.get(marker::PROPERTY).map(String::as_str);
+    let images = match glance.list(&[("name", name), ("status", "queued")]) {
+        Ok(images) => images,
+        Err(e) => {
+            return Error::CreateUnclear {
+                name: name.to_owned(),
+                cause: Box::new(cause),
+                lookup_error: Box::new(e),
+            };
+        }
+    };
+    for image in images {
+        if image.extra.get(marker::PROPERTY).and_then(|v| v.as_str()) != ours {
+            continue;
+        }
+        if let Err(delete_error) = glance.delete(&image.id) {
+            return Error::CleanupFailed {
+                id: image.id,
+                cause: Box::new(cause),
+                delete_error: Box::new(delete_error),
+            };
+        }
+    }
+    cause
+}
+
+/// Deletes half-made images named `name` that this user uploaded into this project and whose
+/// kiln uploader is gone (see [`crate::marker`]); returns their ids.
 pub fn remove_stale(glance: &Glance, name: &str) -> Result<Vec<String>, Error> {
+    let token = glance.session().token()?;
+    let Some(project) = token.project_id.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let who = marker::Uploader {
+        user_id: &token.user_id,
+        project_id: project,
+    };
     let mut removed = Vec::new();
     for status in marker::HALF_MADE {
         for image in glance.list(&[("name", name), ("status", status)])? {
-            if marker::is_stale(&image) {
+            if marker::is_stale(&image, who) {
                 glance.delete(&image.id)?;
                 removed.push(image.id);
             }

@@ -10,6 +10,9 @@ pub fn parse_utc(s: &str) -> Option<i64> {
     let time = time.split_once('.').map_or(time, |(t, _)| t);
     let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // Past year 9,999,999 a date only means "far in the future"; clamping keeps the arithmetic
+    // below in range (a Keystone `expires_at` of year 275760 or beyond must not overflow).
+    let y = y.clamp(-9_999_999, 9_999_999);
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
@@ -50,5 +53,15 @@ mod tests {
         assert_eq!(parse_utc("2000-02-29T23:59:59Z"), Some(951_868_799));
         assert_eq!(parse_utc("2026-11-23 11:33:36"), None);
         assert_eq!(parse_utc("2026-13-01T00:00:00Z"), None);
+    }
+
+    // Keystone may send far-future expiry dates (JavaScript's last date is 275760-09-13); an
+    // absurd year must parse as "far future", never overflow.
+    #[test]
+    fn far_future_years_parse_without_overflow() {
+        assert_eq!(parse_utc("9999-12-31T23:59:59Z"), Some(253_402_300_799));
+        assert_eq!(parse_utc("275760-09-13T00:00:00Z"), Some(8_640_000_000_000));
+        let huge = parse_utc("9223372036854775807-01-01T00:00:00Z").unwrap();
+        assert!(huge > 8_640_000_000_000, "{huge}");
     }
 }

@@ -13,6 +13,7 @@ mod load;
 pub mod model;
 pub mod nesting;
 pub mod overrides;
+pub mod project;
 pub mod secret;
 pub mod source_map;
 pub mod span;
@@ -28,6 +29,7 @@ pub use load::{
 pub use model::*;
 pub use nesting::{check_nesting, parse_kdl};
 pub use overrides::Overrides;
+pub use project::Project;
 pub use secret::{SecretRef, SecretValue};
 pub use source_map::{Location, SourceFile, SourceMap};
 pub use span::{FileId, Span, Spanned};

@@ -16,6 +16,7 @@ use crate::decode::{kdl_errors, pipeline as decode_pipeline};
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::{Answer, FileContent, Include, LocalPath, Pipeline, StepKind};
 use crate::overrides::Overrides;
+use crate::project::Project;
 use crate::source_map::SourceMap;
 use crate::span::{FileId, Span};
 use crate::suggest::closest;
@@ -153,6 +154,9 @@ impl Workspace {
 pub struct LoadOptions {
     /// `--var` and `KILN_VAR_*` values.
     pub overrides: Overrides,
+    /// When given, local paths outside this project are errors and includes outside it are not
+    /// read (`None`: `--allow-outside-project`, and library callers that trust their input).
+    pub project: Option<Project>,
 }
 
 /// Loads and checks the given files and directories (directories: every `*.kdl` below them,
@@ -380,6 +384,7 @@ impl<'a> Loader<'a> {
                 file: id,
                 dir: file.dir(),
                 diags: &mut self.diags,
+                project: self.options.project.as_ref(),
             };
             if doc.nodes().is_empty() {
                 cx.emit(
@@ -458,6 +463,7 @@ impl<'a> Loader<'a> {
             file: id,
             dir: file.dir(),
             diags: &mut self.diags,
+            project: self.options.project.as_ref(),
         };
         let body = doc.and_then(|doc| {
             let node = doc
@@ -486,6 +492,16 @@ impl<'a> Loader<'a> {
     ) -> Body {
         let mut base = Body::default();
         for (span, path) in &body.includes {
+            // Reported where the path was decoded; the file is not read, so none of its text
+            // can reach a diagnostic.
+            if self
+                .options
+                .project
+                .as_ref()
+                .is_some_and(|p| !p.contains(&path.resolved))
+            {
+                continue;
+            }
             let target = normalize(&path.resolved);
             let id = match self.by_path.get(&target) {
                 Some(&id) => Some(id),
@@ -573,6 +589,7 @@ impl<'a> Loader<'a> {
                 file: id,
                 dir: file.dir(),
                 diags: &mut self.diags,
+                project: self.options.project.as_ref(),
             };
             let view = NodeView::new(&mut cx, node);
             view.check_props(&mut cx, &[]);

@@ -77,6 +77,10 @@ pub struct PipelineArgs {
     /// Set a variable, overriding its default and `KILN_VAR_<name>` (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Let pipelines read files outside the project (absolute paths, `..` above the repository
+    /// root or, outside a repository, above the first PATH).
+    #[arg(long)]
+    pub allow_outside_project: bool,
 }
 
 fn parse_var(arg: &str) -> Result<(String, String), String> {

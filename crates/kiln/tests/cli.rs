@@ -114,3 +114,37 @@ fn version_and_help_read_well() {
     assert!(help.contains("--var <NAME=VALUE>"), "{help}");
     assert!(help.contains("--format <FORMAT>"), "{help}");
 }
+
+// A pipeline that includes a file above its project fails `kiln check` at the include, and the
+// outside file's text (here a parse error waiting to quote it) is never shown;
+// `--allow-outside-project` reads it.
+#[test]
+fn include_outside_the_project_fails_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    std::fs::create_dir_all(project.join("pipelines")).unwrap();
+    std::fs::write(
+        project.join("pipelines/a.kdl"),
+        "pipeline \"a\" {\n    include \"../../secret.kdl\"\n    source \"a.iso\"\n    disk size=\"1GiB\"\n    install none\n}\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("pipelines/a.iso"), "iso").unwrap();
+    std::fs::write(dir.path().join("secret.kdl"), "TOPSECRET=hunter2 {{{\n").unwrap();
+    let out = kiln(&project, &["check", "pipelines/"]);
+    assert!(out.starts_with("exit code: 1\n"), "{out}");
+    assert!(out.contains("a.kdl:2:13"), "{out}");
+    assert!(out.contains("is outside the project"), "{out}");
+    assert!(out.contains("--allow-outside-project"), "{out}");
+    assert!(!out.contains("TOPSECRET"), "{out}");
+    let allowed = kiln(
+        &project,
+        &["check", "--allow-outside-project", "pipelines/"],
+    );
+    assert!(allowed.starts_with("exit code: 1\n"), "{allowed}");
+    assert!(!allowed.contains("outside the project"), "{allowed}");
+    assert!(
+        allowed.contains("secret.kdl:1:"),
+        "the include was read: {allowed}"
+    );
+}

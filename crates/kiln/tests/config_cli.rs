@@ -87,3 +87,26 @@ fn config_flag_names_the_file() {
     );
     assert!(stderr.contains("elsewhere/kiln.kdl:1:1"), "{stderr}");
 }
+
+// A kiln.kdl whose host URI would make libvirt run a program stops the build before anything
+// connects (exit 1), located with help.
+#[test]
+fn project_file_with_an_ext_uri_is_refused_before_anything_runs() {
+    let dir = project();
+    std::fs::write(
+        dir.path().join("kiln.kdl"),
+        "host \"qemu+ext:///system?command=/tmp/evil\"\n",
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let out = kiln(
+        dir.path(),
+        &["build", "pipelines", "--cache-dir", cache.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("kiln.kdl:1:6"), "{stderr}");
+    assert!(stderr.contains("uses the `ext` transport"), "{stderr}");
+    assert!(stderr.contains("help: connect over `unix`"), "{stderr}");
+    assert!(!cache.join("runs").exists(), "a run started: {stderr}");
+}

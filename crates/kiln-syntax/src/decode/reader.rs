@@ -10,6 +10,7 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
 use crate::diagnostic::Diagnostic;
 use crate::model::LocalPath;
+use crate::project::Project;
 use crate::secret::SecretRef;
 use crate::span::{FileId, Span, Spanned};
 use crate::suggest::{closest, one_of};
@@ -21,6 +22,8 @@ pub(crate) struct Cx<'a> {
     pub file: FileId,
     pub dir: &'a Path,
     pub diags: &'a mut Vec<Diagnostic>,
+    /// Local paths must stay inside this project, when given.
+    pub project: Option<&'a Project>,
 }
 
 impl Cx<'_> {
@@ -32,12 +35,37 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
-    pub fn local_path(&self, written: &str, span: Span) -> LocalPath {
-        LocalPath {
+    /// A path written in the file, resolved against the file's folder; one outside the project
+    /// is an error here (and an `include` of it is not read).
+    pub fn local_path(&mut self, written: &str, span: Span) -> LocalPath {
+        let path = LocalPath {
             written: written.to_string(),
             span,
             resolved: self.dir.join(written),
+        };
+        if let Some(project) = self.project
+            && !project.contains(&path.resolved)
+        {
+            self.emit(
+                Diagnostic::new(
+                    "outside-project",
+                    span,
+                    format!(
+                        "`{written}` is outside the project `{}`",
+                        project.root().display()
+                    ),
+                )
+                .label(format!(
+                    "resolves to `{}`",
+                    project.absolute(&path.resolved).display()
+                ))
+                .help(
+                    "keep the files a pipeline reads inside the project (the repository root, or \
+                     the folder given); pass `--allow-outside-project` to read this one anyway",
+                ),
+            );
         }
+        path
     }
 }
 

@@ -62,11 +62,21 @@ pub enum AccelArg {
 fn hosts(global: &GlobalArgs, args: &BuildArgs) -> Result<Vec<Host>, u8> {
     let path = match &args.config {
         Some(p) => Some(p.clone()),
-        None => args
-            .pipelines
-            .paths
-            .first()
-            .and_then(|p| kiln_exec::find_config(p)),
+        None => {
+            let search = args
+                .pipelines
+                .paths
+                .first()
+                .map(|p| kiln_exec::find_config(p))
+                .unwrap_or_default();
+            for (file, why) in &search.ignored {
+                eprintln!(
+                    "warning: ignoring `{}`: {why}\nhelp: kiln reads a kiln.kdl only when this user or root owns it and others cannot write it; pass `--config FILE` to use it anyway",
+                    file.display()
+                );
+            }
+            search.found
+        }
     };
     let config = match path.as_deref().map(kiln_exec::load_config).transpose() {
         Ok(c) => c,

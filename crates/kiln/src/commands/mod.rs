@@ -32,6 +32,10 @@ pub fn load_pipelines(args: &PipelineArgs) -> Workspace {
     for (name, value) in &args.vars {
         overrides.set_cli(name, value);
     }
-    let options = LoadOptions { overrides };
+    let project = (!args.allow_outside_project).then(|| {
+        let first = args.paths.first().map_or(std::path::Path::new("."), |p| p);
+        kiln_syntax::Project::of(first, &RealFs)
+    });
+    let options = LoadOptions { overrides, project };
     kiln_syntax::load(&args.paths, &options, &RealFs)
 }
