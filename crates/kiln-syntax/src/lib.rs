@@ -12,6 +12,7 @@ pub mod limits;
 mod load;
 pub mod model;
 pub mod overrides;
+pub mod redact;
 pub mod secret;
 pub mod source_map;
 pub mod span;
@@ -26,6 +27,7 @@ pub use load::{
 };
 pub use model::*;
 pub use overrides::Overrides;
+pub use redact::{CredentialUrl, redact_userinfo};
 pub use secret::{SecretRef, SecretValue};
 pub use source_map::{Location, SourceFile, SourceMap};
 pub use span::{FileId, Span, Spanned};

@@ -186,9 +186,16 @@ pub trait Sink: Send + Sync {
 #[derive(Debug, Default)]
 pub struct JsonSink;
 
+/// The `--json` line of an event: URL credentials redacted, whatever text the event carries.
+#[must_use]
+pub fn json_line(event: &BuildEvent) -> String {
+    let line = serde_json::to_string(event).expect("events serialize");
+    kiln_syntax::redact_userinfo(&line).into_owned()
+}
+
 impl Sink for JsonSink {
     fn event(&self, event: &BuildEvent) {
-        let line = serde_json::to_string(event).expect("events serialize");
+        let line = json_line(event);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -259,7 +266,7 @@ pub fn plain_line(event: &BuildEvent) -> Option<String> {
 impl Sink for PlainSink {
     fn event(&self, event: &BuildEvent) {
         if let Some(line) = plain_line(event) {
-            eprintln!("{line}");
+            eprintln!("{}", kiln_syntax::redact_userinfo(&line));
         }
     }
 }
