@@ -27,6 +27,11 @@ impl StepKey {
         StepKey(Sha256::digest(description.as_bytes()).into())
     }
 
+    /// A key from raw bytes (a secret's keyed digest taking an input's place).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        StepKey(bytes)
+    }
+
     /// The raw bytes (for the cache's own key type).
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
