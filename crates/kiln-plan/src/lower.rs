@@ -11,6 +11,7 @@ use kiln_syntax::model::{
     WindowsImage,
 };
 use kiln_syntax::secret::SecretRef;
+use kiln_syntax::span::Span;
 use kiln_syntax::template::Template;
 use petgraph::graph::NodeIndex;
 
@@ -57,6 +58,41 @@ impl CellCx<'_> {
 
     fn render_all(&mut self, ts: &[Template]) -> Vec<String> {
         ts.iter().map(|t| self.render(t)).collect()
+    }
+
+    /// A package name goes to the guest's package manager as one argument: one starting with `-`
+    /// would be read as an option, and spaces or shell characters are no package's name.
+    fn check_package_name(&mut self, name: &str, span: Span) {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_' | ':' | '~' | '=' | '*'));
+        if valid {
+            return;
+        }
+        self.failed = true;
+        let why = if name.starts_with('-') {
+            "starts with `-`, so the package manager would read it as an option"
+        } else if name.is_empty() {
+            "is empty"
+        } else {
+            "has a character no package name has"
+        };
+        self.diags.push(
+            Diagnostic::new(
+                "invalid-package-name",
+                span,
+                format!("package name `{name}` {why}"),
+            )
+            .label("not a package name")
+            .help(
+                "a package name starts with a letter or digit and holds only letters, digits and \
+                 `+ - . _ : ~ = *` (version pins like `nginx=1.22*` included)",
+            ),
+        );
     }
 
     /// `sha256:<hex>` of a local file, or a located error.
@@ -108,9 +144,12 @@ impl CellCx<'_> {
                     content,
                 }
             }
-            Origin::Url(url) => OriginParams::Url {
-                url: self.render(url),
-            },
+            Origin::Url(url) => {
+                let full = self.render(url);
+                let redacted = kiln_syntax::redact_userinfo(&full).into_owned();
+                exec.url = Some(kiln_syntax::CredentialUrl::new(full));
+                OriginParams::Url { url: redacted }
+            }
             Origin::Glance(g) => OriginParams::Glance {
                 image: g.value.value.clone(),
                 by: match g.kind {
@@ -127,6 +166,7 @@ impl CellCx<'_> {
             role,
             identity: identity.clone(),
             reference: secret.clone(),
+            mac: self.digests.secret_mac(secret),
         });
         identity
     }
@@ -522,8 +562,11 @@ fn lower_customize(
     let mut actions = Vec::with_capacity(customize.steps.len());
     for step in &customize.steps {
         let action = match &step.kind {
-            ModelStep::Packages(names) => {
-                let mut names = cx.render_all(names);
+            ModelStep::Packages(templates) => {
+                let mut names = cx.render_all(templates);
+                for (name, t) in names.iter().zip(templates) {
+                    cx.check_package_name(name, t.span);
+                }
                 names.sort();
                 names.dedup();
                 SeedAction::Packages { names }
@@ -581,6 +624,8 @@ fn lower_customize(
         };
         actions.push(action);
     }
+    // The customize step writes the seed with the secrets' hashes itself, right before it boots.
+    let seed_secrets = exec.secrets.clone();
     let seed_ix = b.add(
         cx.owner,
         NewStep {
@@ -621,6 +666,7 @@ fn lower_customize(
             exec: ExecInputs {
                 timeout: Some(customize.timeout.value),
                 agent: Some(agent),
+                secrets: seed_secrets,
                 ..ExecInputs::default()
             },
         },
