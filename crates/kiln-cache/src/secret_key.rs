@@ -53,11 +53,12 @@ impl CacheRoot {
         let _ = fs::remove_file(&tmp);
         match linked {
             Ok(()) => Ok(key),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(&path)?
-                .ok_or_else(|| CacheError::Io {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                read_key(&path)?.ok_or_else(|| CacheError::Io {
                     path: path.clone(),
                     source: std::io::Error::other("the secret key vanished while it was created"),
-                }),
+                })
+            }
             Err(e) => Err(e).at(&path),
         }
     }

@@ -153,11 +153,7 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
     let file = dir.path().join("sec.kdl");
     std::fs::write(&file, pipeline(port, &sha256(&iso))).unwrap();
     std::fs::write(dir.path().join("preseed.cfg"), PRESEED).unwrap();
-    std::fs::write(
-        dir.path().join("ops-password.txt"),
-        format!("{PASSWORD}\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("ops-password.txt"), format!("{PASSWORD}\n")).unwrap();
     let cache = dir.path().join("cache");
     let run = common::run_id("secrets");
 
@@ -199,7 +195,11 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
     // Nothing kiln wrote holds the password, its hash or the token.
     for needle in [PASSWORD, TOKEN, hash] {
         if needle != hash {
-            assert_eq!(files_containing(&cache, needle), Vec::<String>::new(), "{needle}");
+            assert_eq!(
+                files_containing(&cache, needle),
+                Vec::<String>::new(),
+                "{needle}"
+            );
         } else {
             // The hash is in the image (it must be); nowhere else in the cache.
             let holders: Vec<String> = files_containing(&cache, needle)

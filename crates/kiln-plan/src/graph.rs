@@ -192,7 +192,10 @@ impl Builder {
             .exec
             .secrets
             .iter()
-            .filter_map(|s| s.mac.map(|m| (format!("secret:{}", s.role), StepKey::from_bytes(m))))
+            .filter_map(|s| {
+                s.mac
+                    .map(|m| (format!("secret:{}", s.role), StepKey::from_bytes(m)))
+            })
             .collect();
         writer.describe(
             kind.name(),

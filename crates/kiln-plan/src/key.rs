@@ -1064,6 +1064,7 @@ mod tests {
                     text: "a\tb\u{1}\u{1f}\u{7f}\u{2028}".into(),
                 }),
                 windows: None,
+                root_password: None,
             }),
             StepParams::AnswerMedia(AnswerMediaParams {
                 method: kiln_syntax::model::InstallMethod::Preseed,
@@ -1073,6 +1074,7 @@ mod tests {
                     content: "sha256:1".into(),
                 }),
                 windows: None,
+                root_password: None,
             }),
         ];
         for p in &all {

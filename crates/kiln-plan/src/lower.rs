@@ -16,7 +16,7 @@ use kiln_syntax::template::Template;
 use petgraph::graph::NodeIndex;
 
 use crate::graph::{Builder, NewStep};
-use crate::installer::InstallerProfile;
+use crate::installer::{InstallerProfile, ROOT_PASSWORD};
 use crate::io::ContentDigest;
 use crate::step::{
     AnswerMediaParams, AnswerParams, BootTestParams, ConvertParams, CreateDiskParams,
@@ -67,9 +67,10 @@ impl CellCx<'_> {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphanumeric())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_' | ':' | '~' | '=' | '*'));
+            && name.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, '+' | '-' | '.' | '_' | ':' | '~' | '=' | '*')
+            });
         if valid {
             return;
         }
@@ -321,6 +322,10 @@ pub(crate) fn lower_cell(
                 Some(Answer::Inline(t)) => Some(AnswerParams::Inline { text: cx.render(t) }),
                 None => None,
             };
+            let root_password = install
+                .root_password
+                .as_ref()
+                .map(|s| cx.secret(ROOT_PASSWORD.into(), s, &mut exec));
             // A Windows install runs its `customize cloudbase-init` block at first logon.
             let cloudbase_init = crate::windows::first_logon_customize(p)
                 .map(|c| crate::windows::cloudbase_params(c, |t| cx.render(t)));
@@ -369,6 +374,7 @@ pub(crate) fn lower_cell(
                         profile: InstallerProfile::for_method(install.method.value),
                         answer,
                         windows,
+                        root_password,
                     }),
                     inputs: Vec::new(),
                     span: install.span,

@@ -324,6 +324,9 @@ pub struct AnswerMediaParams {
     /// Settings for kiln's autounattend generator (when no answer file is given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<WindowsParams>,
+    /// `env:NAME` / `file:path` of the root password hashed into a preseed or kickstart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_password: Option<String>,
 }
 
 /// Params of an `install` step.

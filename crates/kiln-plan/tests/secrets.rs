@@ -62,11 +62,19 @@ fn a_rotated_secret_changes_the_keys_of_the_steps_it_shapes() {
     let a_again = plan(&ws, &digests(Some([1; 32])));
     let b = plan(&ws, &digests(Some([2; 32])));
     for id in ["img/customize-seed", "img/customize", "img/convert"] {
-        assert_eq!(key(&a, id), key(&a_again, id), "{id}: same secret, same key");
+        assert_eq!(
+            key(&a, id),
+            key(&a_again, id),
+            "{id}: same secret, same key"
+        );
         assert_ne!(key(&a, id), key(&b, id), "{id}: rotated secret, new key");
     }
     for id in ["img/fetch-source", "img/install"] {
-        assert_eq!(key(&a, id), key(&b, id), "{id} does not depend on the secret");
+        assert_eq!(
+            key(&a, id),
+            key(&b, id),
+            "{id} does not depend on the secret"
+        );
     }
 }
 
@@ -78,17 +86,15 @@ fn plans_show_the_secret_reference_never_its_digest() {
     let p = plan(&ws, &digests(Some([0xab; 32])));
     let seed = p.step("img/customize-seed").unwrap();
     assert!(
-        seed.description
-            .contains(&format!("\"secret:user:ops:password\":\"{}\"", "ab".repeat(32))),
+        seed.description.contains(&format!(
+            "\"secret:user:ops:password\":\"{}\"",
+            "ab".repeat(32)
+        )),
         "{}",
         seed.description
     );
-    let json = serde_json::to_string(&kiln_plan::to_json(
-        &p,
-        &kiln_plan::NoCache,
-        &ws.sources,
-    ))
-    .unwrap();
+    let json =
+        serde_json::to_string(&kiln_plan::to_json(&p, &kiln_plan::NoCache, &ws.sources)).unwrap();
     assert!(json.contains("env:OPS_PASSWORD"));
     assert!(!json.contains(&"ab".repeat(32)), "{json}");
 }
@@ -115,12 +121,8 @@ fn url_credentials_are_neither_keyed_nor_shown() {
         Some("https://user:s3cr3t-t0ken@deb.example.org/d.iso")
     );
     let text = kiln_plan::to_text(&p, &kiln_plan::NoCache, &ws.sources);
-    let json = serde_json::to_string(&kiln_plan::to_json(
-        &p,
-        &kiln_plan::NoCache,
-        &ws.sources,
-    ))
-    .unwrap();
+    let json =
+        serde_json::to_string(&kiln_plan::to_json(&p, &kiln_plan::NoCache, &ws.sources)).unwrap();
     let debug = format!("{p:?}");
     for shown in [&text, &json, &debug] {
         assert!(!shown.contains("s3cr3t-t0ken"), "{shown}");
@@ -135,7 +137,10 @@ fn a_package_name_starting_with_a_dash_is_an_error_at_its_node() {
         "user \"ops\" {\n            password env=\"OPS_PASSWORD\"\n        }",
         "package \"nginx\" \"{extra}\"",
     );
-    let text = text.replace("pipeline \"img\" {", "pipeline \"img\" {\n    variables { extra \"-oAPT::Get::AllowUnauthenticated=1\" }");
+    let text = text.replace(
+        "pipeline \"img\" {",
+        "pipeline \"img\" {\n    variables { extra \"-oAPT::Get::AllowUnauthenticated=1\" }",
+    );
     let ws = workspace(&text);
     let options = PlanOptions {
         tools: tools(),
@@ -146,4 +151,85 @@ fn a_package_name_starting_with_a_dash_is_an_error_at_its_node() {
     assert!(rendered.contains("invalid-package-name"), "{rendered}");
     assert!(rendered.contains("starts with `-`"), "{rendered}");
     assert!(rendered.contains("img.kdl:"), "{rendered}");
+}
+
+// A preseed's root password is a secret reference: the plan shows the reference, the answer
+// media's text gets only a placeholder, and a rotated password reinstalls.
+#[test]
+fn a_preseed_root_password_is_referenced_placeheld_and_keyed_by_its_digest() {
+    let text = PASSWORD_PIPELINE.replace(
+        "install preseed file=\"preseed.cfg\"",
+        "install preseed file=\"preseed.cfg\" {\n        root-password env=\"ROOT_PW\"\n    }",
+    );
+    let ws = workspace(&text);
+    let mac = |b: u8| digests(Some([1; 32])).with_secret_mac("env:ROOT_PW", [b; 32]);
+    let a = plan(&ws, &mac(7));
+    let b = plan(&ws, &mac(8));
+    for id in [
+        "img/answer-media",
+        "img/install",
+        "img/customize",
+        "img/convert",
+    ] {
+        assert_ne!(
+            key(&a, id),
+            key(&b, id),
+            "{id}: rotated root password, new key"
+        );
+    }
+    assert_eq!(key(&a, "img/customize-seed"), key(&b, "img/customize-seed"));
+    let install = a.step("img/install").unwrap();
+    assert!(
+        install
+            .exec
+            .secrets
+            .iter()
+            .any(|s| s.role == "root-password" && s.identity == "env:ROOT_PW")
+    );
+    let out = kiln_plan::installer::with_root_password(
+        kiln_plan::installer::InstallerProfile::DebianInstaller,
+        "d-i passwd/make-user boolean false\n",
+    )
+    .unwrap();
+    assert!(
+        out.ends_with(
+            "d-i passwd/root-password-crypted password !KILN-SECRET-HASH(root-password)\n"
+        ),
+        "{out}"
+    );
+    let ks = kiln_plan::installer::with_root_password(
+        kiln_plan::installer::InstallerProfile::Anaconda,
+        "text\n%post\necho hi\n%end\n",
+    )
+    .unwrap();
+    assert!(
+        ks.contains("rootpw --iscrypted !KILN-SECRET-HASH(root-password)\ntext\n"),
+        "{ks}"
+    );
+}
+
+// The block of a preseed install takes secrets only; a typo is a located error.
+#[test]
+fn an_unknown_node_in_a_preseed_block_is_an_error() {
+    let text = PASSWORD_PIPELINE.replace(
+        "install preseed file=\"preseed.cfg\"",
+        "install preseed file=\"preseed.cfg\" {\n        root-pasword env=\"ROOT_PW\"\n    }",
+    );
+    let mut fs = kiln_syntax::MemoryFs::new();
+    fs.insert(std::path::Path::new("p/img.kdl").to_path_buf(), text);
+    fs.insert(
+        std::path::Path::new("p/preseed.cfg").to_path_buf(),
+        corpus("valid/preseed.cfg"),
+    );
+    let ws = kiln_syntax::load(
+        &[std::path::PathBuf::from("p")],
+        &kiln_syntax::LoadOptions::default(),
+        &fs,
+    );
+    let rendered = ws.render(false);
+    assert!(!ws.is_ok());
+    assert!(
+        rendered.contains("root-pasword") && rendered.contains("root-password"),
+        "{rendered}"
+    );
 }

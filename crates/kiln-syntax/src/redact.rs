@@ -29,7 +29,10 @@ pub fn redact_userinfo(text: &str) -> Cow<'_, str> {
         let end = text[start..]
             .find(|c: char| {
                 c.is_whitespace()
-                    || matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | '(' | ')')
+                    || matches!(
+                        c,
+                        '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | '(' | ')'
+                    )
             })
             .map_or(text.len(), |i| start + i);
         if scheme_ok && let Some(at) = text[start..end].rfind('@') {

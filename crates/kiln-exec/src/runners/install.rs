@@ -76,7 +76,19 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     super::copy_sparse(blank, &disk)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let source = cx.input("source")?.to_owned();
-    let answer = cx.inputs.get("answer-media");
+    // A preseed or kickstart with a root password: the cached answer holds a placeholder; the
+    // answer with the hash is written now and removed when `secret_answer` drops.
+    let secret_answer = match cx.inputs.get("answer-media") {
+        Some(cached) if p.windows.is_none() && !step.exec.secrets.is_empty() => {
+            Some(super::linux_answer::prepare(cx, p, cached, &guest.scratch)?)
+        }
+        _ => None,
+    };
+    let answer = secret_answer
+        .as_ref()
+        .map(|s| s.iso().to_owned())
+        .or_else(|| cx.inputs.get("answer-media").cloned());
+    let answer = answer.as_ref();
     let kernel_boot = match p.profile.boot_style() {
         BootStyle::Kernel => Some(kernel_boot(cx, p, &source, answer, &guest.scratch)?),
         BootStyle::Media => None,
@@ -124,8 +136,14 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
             k.every, k.until
         ));
     }
+    let booted_initrd = guest.scratch.join("initrd");
     let outcome = guest.run(&spec);
     drop(secret_media);
+    if secret_answer.is_some() {
+        // The initrd the guest booted holds the preseed, hash included.
+        let _ = std::fs::remove_file(&booted_initrd);
+    }
+    drop(secret_answer);
     outcome?;
     if p.profile.boot_style() == BootStyle::Kernel {
         let evidence =

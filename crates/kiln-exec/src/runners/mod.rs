@@ -13,6 +13,7 @@ mod disk_check;
 mod fetch;
 mod guest_step;
 mod install;
+mod linux_answer;
 mod media;
 pub mod publish;
 mod seed;

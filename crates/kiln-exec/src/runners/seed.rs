@@ -32,7 +32,7 @@ pub fn password_role(name: &str) -> String {
 /// it is no valid crypt hash: the account cannot log in with a password.
 #[must_use]
 pub fn placeholder(role: &str) -> String {
-    format!("!KILN-SECRET-HASH({role})")
+    kiln_plan::installer::secret_placeholder(role)
 }
 
 /// A SHA-512 crypt hash (`$6$…`) of `value` with a random 16-character salt.
@@ -69,7 +69,10 @@ pub fn with_secret_hashes(
     if let Some(at) = out.find("!KILN-SECRET-HASH(") {
         let rest = &out[at..];
         let end = rest.find(')').map_or(rest.len(), |i| i + 1);
-        return Err(format!("the seed names a secret the step has none for: `{}`", &rest[..end]));
+        return Err(format!(
+            "the seed names a secret the step has none for: `{}`",
+            &rest[..end]
+        ));
     }
     Ok(out)
 }
@@ -85,7 +88,10 @@ pub fn describe(p: &CustomizeSeedParams, user_data: &str) -> String {
             SeedAction::File { path, .. } => files.push(path.as_str()),
             SeedAction::Packages { names } => packages += names.len(),
             SeedAction::User { name, password, .. } => users.push(if password.is_some() {
-                format!("{name} (password from {})", password.as_deref().unwrap_or_default())
+                format!(
+                    "{name} (password from {})",
+                    password.as_deref().unwrap_or_default()
+                )
             } else {
                 name.clone()
             }),
@@ -114,11 +120,19 @@ pub(crate) fn secret_seed(
     let tree = kiln_unattend::IsoTree::open(cached)
         .or_else(|e| fail(format!("step `{}`: reading the seed: {e}", step.id)))?;
     let read = |name: &str| {
-        tree.read_file(cached, name, MAX_SEED_FILE)
-            .or_else(|e| fail(format!("step `{}`: reading `{name}` from the seed: {e}", step.id)))
+        tree.read_file(cached, name, MAX_SEED_FILE).or_else(|e| {
+            fail(format!(
+                "step `{}`: reading `{name}` from the seed: {e}",
+                step.id
+            ))
+        })
     };
-    let user_data = String::from_utf8(read("user-data")?)
-        .or_else(|_| fail(format!("step `{}`: the seed's user-data is not UTF-8", step.id)))?;
+    let user_data = String::from_utf8(read("user-data")?).or_else(|_| {
+        fail(format!(
+            "step `{}`: the seed's user-data is not UTF-8",
+            step.id
+        ))
+    })?;
     let meta = read("meta-data")?;
     let mut secrets = Vec::new();
     for use_ in &step.exec.secrets {
@@ -467,7 +481,9 @@ mod tests {
         let p = with_password();
         let ud = user_data(&p, &|_| Ok(b"bin".to_vec())).unwrap();
         let line = describe(&p, &ud);
-        assert!(line.contains("/etc/motd") && line.contains("ops (password from env:OPS_PASSWORD)"));
+        assert!(
+            line.contains("/etc/motd") && line.contains("ops (password from env:OPS_PASSWORD)")
+        );
         for hidden in ["hi \"there\"", "echo 'a b'", "Ymlu", "KILN-SECRET"] {
             assert!(!line.contains(hidden), "{line}");
         }
