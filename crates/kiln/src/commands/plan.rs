@@ -127,7 +127,10 @@ pub fn plan_pipelines(
         return Err(exit_codes::INVALID_PIPELINES);
     }
     let root = cache_root(select);
-    let digests = MemoDigests(root.as_ref().map(|r| HashMemo::new(r.memo_dir())), root.clone());
+    let digests = MemoDigests(
+        root.as_ref().map(|r| HashMemo::new(r.memo_dir())),
+        root.clone(),
+    );
     let options = PlanOptions {
         max_cells: select.max_cells,
         only: select.only.clone(),
