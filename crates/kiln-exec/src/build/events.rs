@@ -341,6 +341,39 @@ impl Sink for ProgressSink {
 mod tests {
     use super::*;
 
+    // A failure's text may quote reqwest's error, URL and credentials included: `--json` must not.
+    #[test]
+    fn json_lines_carry_no_url_credentials() {
+        let e = BuildEvent::Ended {
+            step: "img/fetch-source".into(),
+            kind: kiln_plan::StepKind::FetchSource,
+            status: TaskStatus::Failed {
+                error: "error sending request for url (https://u:t0ken@mirror.example.org/x.iso)"
+                    .into(),
+                elapsed: Duration::ZERO,
+            },
+            bytes: None,
+        };
+        let line = json_line(&e);
+        assert!(!line.contains("t0ken"), "{line}");
+        assert!(
+            line.contains("https://***@mirror.example.org/x.iso"),
+            "{line}"
+        );
+    }
+
+    // Whatever a runner logs, the step log holds no URL credentials.
+    #[test]
+    fn step_log_lines_carry_no_url_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::runners::StepLog::create(dir.path().join("s.log"));
+        log.line(format_args!(
+            "GET http://kiln:t0ken@127.0.0.1:8080/a.iso failed"
+        ));
+        let text = std::fs::read_to_string(dir.path().join("s.log")).unwrap();
+        assert_eq!(text, "GET http://***@127.0.0.1:8080/a.iso failed\n");
+    }
+
     #[derive(Default)]
     struct Collect(Mutex<Vec<BuildEvent>>);
 
