@@ -193,6 +193,16 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
     }
 
     // Nothing kiln wrote holds the password, its hash or the token.
+    let ws = kiln_syntax::load(
+        std::slice::from_ref(&file),
+        &kiln_syntax::LoadOptions::default(),
+        &kiln_syntax::RealFs,
+    );
+    let plan_text = kiln_plan::to_text(&plan, &kiln_plan::NoCache, &ws.sources);
+    let plan_json =
+        serde_json::to_string(&kiln_plan::to_json(&plan, &kiln_plan::NoCache, &ws.sources))
+            .unwrap();
+    assert!(plan_text.contains("http://***@127.0.0.1"), "{plan_text}");
     for needle in [PASSWORD, TOKEN, hash] {
         if needle != hash {
             assert_eq!(
@@ -210,8 +220,8 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
         }
         let events = recorder.0.lock().unwrap().join("\n");
         assert!(!events.contains(needle), "{needle} in events:\n{events}");
-        let text = kiln_plan::to_text(&plan, &kiln_plan::NoCache, &Default::default());
-        assert!(!text.contains(needle), "{text}");
+        assert!(!plan_text.contains(needle), "{plan_text}");
+        assert!(!plan_json.contains(needle), "{plan_json}");
     }
     let leftovers: Vec<_> = walk(&cache)
         .into_iter()

@@ -65,7 +65,11 @@ fn plan_shows_references_and_redacted_urls_never_tokens_or_values() {
     let dir = tmp.path().join("p");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("img.kdl"), pipeline()).unwrap();
-    std::fs::write(dir.join("preseed.cfg"), "d-i passwd/make-user boolean false\n").unwrap();
+    std::fs::write(
+        dir.join("preseed.cfg"),
+        "d-i passwd/make-user boolean false\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("ops.txt"), "ops-Value-7\n").unwrap();
     let cache = tmp.path().join("cache");
 
@@ -79,7 +83,11 @@ fn plan_shows_references_and_redacted_urls_never_tokens_or_values() {
             assert!(!out.2.contains(secret), "{secret} in stderr:\n{}", out.2);
         }
     }
-    assert!(text.1.contains("https://***@deb.example.org/d.iso"), "{}", text.1);
+    assert!(
+        text.1.contains("https://***@deb.example.org/d.iso"),
+        "{}",
+        text.1
+    );
     assert!(json.1.contains("env:KILN_CLI_ROOT_PW"), "{}", json.1);
     assert!(json.1.contains("file:ops.txt"), "{}", json.1);
     let mode = std::fs::metadata(cache.join("secret-key"))
