@@ -1,6 +1,7 @@
 //! Secrets end to end, against real libvirt + QEMU (TCG) and the Debian fixture: the installer
 //! ISO is downloaded from a URL with credentials (a local HTTP server on 127.0.0.1 that demands
-//! them), and cloud-init gives user `ops` a password read from a secret file. The image holds a
+//! them), the preseed gets a root password and cloud-init gives user `ops` one, both read from
+//! secret files (the install boots with its own copy of the answer, hash included). The image holds a
 //! SHA-512 crypt hash of the password; the cache (run folder, artifacts, `_base` records), the
 //! `--json` events and the plan hold neither the password nor the URL's token; rotating the
 //! secret changes the keys of the steps it shapes and an unchanged secret does not.
@@ -17,6 +18,7 @@ use common::workdir;
 use kiln_exec::build::{BuildEvent, BuildOptions, Sink, build, json_line};
 
 const PASSWORD: &str = "kiln-test-Pa55word-e2e";
+const ROOT_PASSWORD: &str = "kiln-test-R00t-e2e";
 const TOKEN: &str = "tok3n-never-printed";
 
 /// Records every event as the `--json` line it would print.
@@ -83,7 +85,9 @@ fn pipeline(port: u16, checksum: &str) -> String {
     source "http://kiln:{TOKEN}@127.0.0.1:{port}/installer.iso" checksum="sha256:{checksum}"
     disk size="2GiB"
     machine cpus=2 memory="1GiB"
-    install "preseed" file="preseed.cfg" timeout="30m"
+    install "preseed" file="preseed.cfg" timeout="30m" {{
+        root-password file="root-password.txt"
+    }}
     customize "cloud-init" timeout="30m" {{
         user "ops" {{
             password file="ops-password.txt"
@@ -154,6 +158,7 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
     std::fs::write(&file, pipeline(port, &sha256(&iso))).unwrap();
     std::fs::write(dir.path().join("preseed.cfg"), PRESEED).unwrap();
     std::fs::write(dir.path().join("ops-password.txt"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(dir.path().join("root-password.txt"), ROOT_PASSWORD).unwrap();
     let cache = dir.path().join("cache");
     let run = common::run_id("secrets");
 
@@ -203,7 +208,7 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
         serde_json::to_string(&kiln_plan::to_json(&plan, &kiln_plan::NoCache, &ws.sources))
             .unwrap();
     assert!(plan_text.contains("http://***@127.0.0.1"), "{plan_text}");
-    for needle in [PASSWORD, TOKEN, hash] {
+    for needle in [PASSWORD, ROOT_PASSWORD, TOKEN, hash] {
         if needle != hash {
             assert_eq!(
                 files_containing(&cache, needle),
@@ -223,9 +228,20 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
         assert!(!plan_text.contains(needle), "{plan_text}");
         assert!(!plan_json.contains(needle), "{plan_json}");
     }
+    let install_log = walk(&cache)
+        .into_iter()
+        .find(|p| p.ends_with("sec_install.log"))
+        .expect("install log");
+    let install_log = std::fs::read_to_string(install_log).unwrap();
+    assert!(
+        install_log.contains("answer with password hashes (SHA-512 crypt) for root-password from file:root-password.txt"),
+        "{install_log}"
+    );
     let leftovers: Vec<_> = walk(&cache)
         .into_iter()
-        .filter(|p| p.contains("seed-secret"))
+        .filter(|p| {
+            p.contains("seed-secret") || p.contains("answer-secret") || p.ends_with("/initrd")
+        })
         .collect();
     assert_eq!(leftovers, Vec::<String>::new(), "secret media left behind");
 
@@ -240,6 +256,20 @@ fn secrets_reach_the_guest_hashed_and_no_log_event_plan_or_cache_entry() {
     for id in ["sec/fetch-source", "sec/install"] {
         assert_eq!(key(&plan, id), key(&rotated, id), "{id}");
     }
+    std::fs::write(dir.path().join("root-password.txt"), "rotated-R00t").unwrap();
+    let root_rotated = common::plan_files(std::slice::from_ref(&file), &cache);
+    for id in [
+        "sec/answer-media",
+        "sec/install",
+        "sec/customize",
+        "sec/convert",
+    ] {
+        assert_ne!(key(&rotated, id), key(&root_rotated, id), "{id}");
+    }
+    assert_eq!(
+        key(&rotated, "sec/customize-seed"),
+        key(&root_rotated, "sec/customize-seed")
+    );
 }
 
 fn walk(dir: &Path) -> Vec<String> {
