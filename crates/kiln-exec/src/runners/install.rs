@@ -90,7 +90,14 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         .or_else(|| cx.inputs.get("answer-media").cloned());
     let answer = answer.as_ref();
     let kernel_boot = match p.profile.boot_style() {
-        BootStyle::Kernel => Some(kernel_boot(cx, p, &source, answer, &guest.scratch)?),
+        BootStyle::Kernel => Some(kernel_boot(
+            cx,
+            p,
+            &source,
+            answer,
+            &guest.scratch,
+            secret_answer.is_some(),
+        )?),
         BootStyle::Media => None,
     };
     let mut extra_media = Vec::new();
@@ -190,6 +197,7 @@ fn kernel_boot(
     iso: &Path,
     answer: Option<&PathBuf>,
     scratch: &Path,
+    secret: bool,
 ) -> Result<KernelBoot, RunError> {
     let id = &cx.step.id;
     let tree = IsoTree::open(iso).or_else(|e| {
@@ -215,6 +223,13 @@ fn kernel_boot(
         .or_else(|e| fail(format!("step `{id}`: {e}")))?;
     extract(&tree, iso, &boot.initrd, MAX_INITRD_BYTES, &initrd)
         .or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    if secret {
+        // The answer appended next holds password hashes: no one but QEMU's user reads it
+        // (libvirt hands the file to that user when it starts the guest).
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&initrd, std::fs::Permissions::from_mode(0o600))
+            .or_else(|e| fail(format!("step `{id}`: chmod `{}`: {e}", initrd.display())))?;
+    }
     if let Some(overlay) = answer.filter(|a| a.to_string_lossy().ends_with(".cpio.gz")) {
         append(&initrd, overlay).or_else(|e| {
             fail(format!(
