@@ -20,6 +20,7 @@ pub mod maintain;
 pub mod memo;
 pub mod qemu_img;
 pub mod root;
+mod secret_key;
 pub mod source;
 
 pub use artifact::{Artifact, ArtifactKey, ArtifactRecord, ArtifactSpec, ArtifactStore, Staging};
@@ -33,4 +34,5 @@ pub use maintain::{PrunePolicy, PruneReport, list, prune, verify};
 pub use memo::{FileIdentity, HashMemo};
 pub use qemu_img::{Compression, Convert, ImageInfo, QemuImg};
 pub use root::CacheRoot;
+pub use secret_key::SECRET_KEY_LEN;
 pub use source::{Checksum, Source, SourceId};

@@ -10,6 +10,7 @@
 //!   artifacts-v1/.trash-<key>.*      an entry being deleted by prune
 //!   memo-v1/<sha1(path)>.json        hash memo: file identity → digests
 //!   locks/<prefix><name>             POSIX record locks, one per entry
+//!   secret-key                       32 random bytes (0600): the HMAC key secrets are keyed by
 //! ```
 
 use std::env;

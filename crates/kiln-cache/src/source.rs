@@ -35,7 +35,10 @@ pub enum Source {
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Url(u) => f.debug_tuple("Url").field(u).finish(),
+            Source::Url(u) => f
+                .debug_tuple("Url")
+                .field(&Url::parse(u).map_or_else(|_| "<not a url>".to_owned(), |u| redact(&u)))
+                .finish(),
             Source::Path(p) => f.debug_tuple("Path").field(p).finish(),
             Source::Glance { image_id, .. } => f
                 .debug_struct("Glance")

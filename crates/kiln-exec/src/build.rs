@@ -16,7 +16,7 @@ use kiln_cache::{
 };
 use kiln_plan::{Plan, Step, StepKind, StepParams};
 
-pub use events::{BuildEvent, JsonSink, PlainSink, Progress, ProgressSink, Sink};
+pub use events::{BuildEvent, JsonSink, PlainSink, Progress, ProgressSink, Sink, json_line};
 pub use summary::{ImageRow, render_summary};
 
 use crate::guest::Cancel;
@@ -676,17 +676,24 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
 /// Content digests of local files for the planner, remembered in the cache's hash memo so an
 /// unchanged multi-GB ISO is not read again on the next build.
 #[derive(Debug, Clone)]
-pub struct MemoDigests(kiln_cache::HashMemo);
+pub struct MemoDigests(kiln_cache::HashMemo, CacheRoot);
 
 impl MemoDigests {
     /// The memo of the cache at `root`.
     #[must_use]
     pub fn new(root: &CacheRoot) -> Self {
-        Self(kiln_cache::HashMemo::new(root.memo_dir()))
+        Self(kiln_cache::HashMemo::new(root.memo_dir()), root.clone())
     }
 }
 
 impl kiln_plan::ContentDigest for MemoDigests {
+    /// HMAC-SHA256 of the secret's value under the cache's secret key; `None` when the secret
+    /// cannot be read now (the step that needs it then fails and says why).
+    fn secret_mac(&self, secret: &kiln_syntax::SecretRef) -> Option<[u8; 32]> {
+        let value = secret.resolve().ok()?;
+        self.1.secret_mac(value.expose().as_bytes()).ok()
+    }
+
     fn sha256(&self, path: &std::path::Path) -> std::io::Result<String> {
         let hashed = self
             .0

@@ -419,7 +419,11 @@ pub fn run(
             }
             let s = match result {
                 Ok(()) => TaskStatus::Built { elapsed },
-                Err(TaskError::Failed(error)) => TaskStatus::Failed { error, elapsed },
+                // Failure text may quote a library's error with a URL in it: no credentials.
+                Err(TaskError::Failed(error)) => TaskStatus::Failed {
+                    error: kiln_syntax::redact_userinfo(&error).into_owned(),
+                    elapsed,
+                },
                 Err(TaskError::Cancelled) => {
                     cancelled = true;
                     TaskStatus::Cancelled

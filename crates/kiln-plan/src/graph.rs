@@ -186,13 +186,25 @@ impl Builder {
         // The description is written into a reused buffer; only a new step keeps a copy.
         let mut writer = std::mem::take(&mut self.writer);
         writer.clear();
+        // A secret enters the key as an input whose digest is its keyed hash (`secret:<role>`):
+        // rotating it rebuilds this step and, through input keys, everything after it.
+        let secret_roles: Vec<(String, StepKey)> = new
+            .exec
+            .secrets
+            .iter()
+            .filter_map(|s| {
+                s.mac
+                    .map(|m| (format!("secret:{}", s.role), StepKey::from_bytes(m)))
+            })
+            .collect();
         writer.describe(
             kind.name(),
             kind.runner_version(),
             &new.params,
             new.inputs
                 .iter()
-                .map(|(role, ix, _)| (*role, self.graph[*ix].key)),
+                .map(|(role, ix, _)| (*role, self.graph[*ix].key))
+                .chain(secret_roles.iter().map(|(r, k)| (r.as_str(), *k))),
             self.qemu_img_for(&new.params).map(|v| ("qemu-img", v)),
         );
         let key = StepKey::of_description(writer.as_str());

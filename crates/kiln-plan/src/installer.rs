@@ -282,6 +282,43 @@ impl InstallerProfile {
     }
 }
 
+/// The secret role of a preseed's or kickstart's root password.
+pub const ROOT_PASSWORD: &str = "root-password";
+
+/// What stands for the crypt hash of secret `role` in cached media (seeds, answer files); the
+/// step that boots the guest replaces it. It is no valid crypt hash: should it ever reach a guest,
+/// nobody can log in with a password.
+pub fn secret_placeholder(role: &str) -> String {
+    format!("!KILN-SECRET-HASH({role})")
+}
+
+/// The answer file with the root password's placeholder set: for d-i the crypted-password
+/// question (appended: debconf keeps the last value), for kickstart `rootpw --iscrypted` (first:
+/// commands belong before the `%` sections). `None` for profiles without a root password here.
+pub fn with_root_password(profile: InstallerProfile, text: &str) -> Option<String> {
+    let hash = secret_placeholder(ROOT_PASSWORD);
+    match profile {
+        InstallerProfile::DebianInstaller => {
+            let mut out = text.to_owned();
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("# Added by kiln: the root password, hashed at build time.\n");
+            out.push_str("d-i passwd/root-login boolean true\n");
+            out.push_str(&format!(
+                "d-i passwd/root-password-crypted password {hash}\n"
+            ));
+            Some(out)
+        }
+        InstallerProfile::Anaconda => Some(format!(
+            "# Added by kiln: the root password, hashed at build time.\nrootpw --iscrypted {hash}\n{text}"
+        )),
+        InstallerProfile::Subiquity | InstallerProfile::WindowsSetup | InstallerProfile::None => {
+            None
+        }
+    }
+}
+
 /// `key=value` arguments in `extra` replace the profile's argument with the same key; other
 /// arguments are added once, in order.
 pub fn merge_args(mut base: Vec<String>, extra: &[String]) -> Vec<String> {

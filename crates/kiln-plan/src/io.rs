@@ -10,6 +10,7 @@ use std::io;
 use std::path::Path;
 
 use kiln_syntax::diagnostic::Diagnostic;
+use kiln_syntax::secret::SecretRef;
 use kiln_unattend::IsoTree;
 
 use crate::key::StepKey;
@@ -18,6 +19,15 @@ use crate::key::StepKey;
 pub trait ContentDigest {
     /// Lowercase hex sha256 of the file's bytes.
     fn sha256(&self, path: &Path) -> io::Result<String>;
+
+    /// HMAC-SHA256 of a secret's value under the cache's secret key (kiln-cache's
+    /// `CacheRoot::secret_mac`), so that a rotated secret changes the keys of the steps it shapes
+    /// while neither the value nor a plain hash of it is ever keyed. `None` when there is no cache
+    /// or the secret cannot be read now (then the key holds the reference only, and the build
+    /// fails where the secret is needed).
+    fn secret_mac(&self, _secret: &SecretRef) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 /// Whether a step's output is already in the artifact store.
@@ -41,6 +51,7 @@ impl CacheQuery for NoCache {
 #[derive(Clone, Debug, Default)]
 pub struct FakeDigests {
     by_name: BTreeMap<String, String>,
+    macs: BTreeMap<String, [u8; 32]>,
 }
 
 impl FakeDigests {
@@ -59,9 +70,20 @@ impl FakeDigests {
         );
         self
     }
+
+    /// Gives the secret referenced as `identity` (`env:NAME`) the keyed digest `mac`.
+    #[must_use]
+    pub fn with_secret_mac(mut self, identity: &str, mac: [u8; 32]) -> Self {
+        self.macs.insert(identity.to_string(), mac);
+        self
+    }
 }
 
 impl ContentDigest for FakeDigests {
+    fn secret_mac(&self, secret: &SecretRef) -> Option<[u8; 32]> {
+        self.macs.get(&secret.to_string()).copied()
+    }
+
     fn sha256(&self, path: &Path) -> io::Result<String> {
         let name = path
             .file_name()

@@ -27,6 +27,11 @@ impl StepKey {
         StepKey(Sha256::digest(description.as_bytes()).into())
     }
 
+    /// A key from raw bytes (a secret's keyed digest taking an input's place).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        StepKey(bytes)
+    }
+
     /// The raw bytes (for the cache's own key type).
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -1059,6 +1064,7 @@ mod tests {
                     text: "a\tb\u{1}\u{1f}\u{7f}\u{2028}".into(),
                 }),
                 windows: None,
+                root_password: None,
             }),
             StepParams::AnswerMedia(AnswerMediaParams {
                 method: kiln_syntax::model::InstallMethod::Preseed,
@@ -1068,6 +1074,7 @@ mod tests {
                     content: "sha256:1".into(),
                 }),
                 windows: None,
+                root_password: None,
             }),
         ];
         for p in &all {

@@ -11,11 +11,12 @@ use kiln_syntax::model::{
     WindowsImage,
 };
 use kiln_syntax::secret::SecretRef;
+use kiln_syntax::span::Span;
 use kiln_syntax::template::Template;
 use petgraph::graph::NodeIndex;
 
 use crate::graph::{Builder, NewStep};
-use crate::installer::InstallerProfile;
+use crate::installer::{InstallerProfile, ROOT_PASSWORD};
 use crate::io::ContentDigest;
 use crate::step::{
     AnswerMediaParams, AnswerParams, BootTestParams, ConvertParams, CreateDiskParams,
@@ -57,6 +58,42 @@ impl CellCx<'_> {
 
     fn render_all(&mut self, ts: &[Template]) -> Vec<String> {
         ts.iter().map(|t| self.render(t)).collect()
+    }
+
+    /// A package name goes to the guest's package manager as one argument: one starting with `-`
+    /// would be read as an option, and spaces or shell characters are no package's name.
+    fn check_package_name(&mut self, name: &str, span: Span) {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, '+' | '-' | '.' | '_' | ':' | '~' | '=' | '*')
+            });
+        if valid {
+            return;
+        }
+        self.failed = true;
+        let why = if name.starts_with('-') {
+            "starts with `-`, so the package manager would read it as an option"
+        } else if name.is_empty() {
+            "is empty"
+        } else {
+            "has a character no package name has"
+        };
+        self.diags.push(
+            Diagnostic::new(
+                "invalid-package-name",
+                span,
+                format!("package name `{name}` {why}"),
+            )
+            .label("not a package name")
+            .help(
+                "a package name starts with a letter or digit and holds only letters, digits and \
+                 `+ - . _ : ~ = *` (version pins like `nginx=1.22*` included)",
+            ),
+        );
     }
 
     /// `sha256:<hex>` of a local file, or a located error.
@@ -108,9 +145,12 @@ impl CellCx<'_> {
                     content,
                 }
             }
-            Origin::Url(url) => OriginParams::Url {
-                url: self.render(url),
-            },
+            Origin::Url(url) => {
+                let full = self.render(url);
+                let redacted = kiln_syntax::redact_userinfo(&full).into_owned();
+                exec.url = Some(kiln_syntax::CredentialUrl::new(full));
+                OriginParams::Url { url: redacted }
+            }
             Origin::Glance(g) => OriginParams::Glance {
                 image: g.value.value.clone(),
                 by: match g.kind {
@@ -127,6 +167,7 @@ impl CellCx<'_> {
             role,
             identity: identity.clone(),
             reference: secret.clone(),
+            mac: self.digests.secret_mac(secret),
         });
         identity
     }
@@ -281,6 +322,10 @@ pub(crate) fn lower_cell(
                 Some(Answer::Inline(t)) => Some(AnswerParams::Inline { text: cx.render(t) }),
                 None => None,
             };
+            let root_password = install
+                .root_password
+                .as_ref()
+                .map(|s| cx.secret(ROOT_PASSWORD.into(), s, &mut exec));
             // A Windows install runs its `customize cloudbase-init` block at first logon.
             let cloudbase_init = crate::windows::first_logon_customize(p)
                 .map(|c| crate::windows::cloudbase_params(c, |t| cx.render(t)));
@@ -329,6 +374,7 @@ pub(crate) fn lower_cell(
                         profile: InstallerProfile::for_method(install.method.value),
                         answer,
                         windows,
+                        root_password,
                     }),
                     inputs: Vec::new(),
                     span: install.span,
@@ -522,8 +568,11 @@ fn lower_customize(
     let mut actions = Vec::with_capacity(customize.steps.len());
     for step in &customize.steps {
         let action = match &step.kind {
-            ModelStep::Packages(names) => {
-                let mut names = cx.render_all(names);
+            ModelStep::Packages(templates) => {
+                let mut names = cx.render_all(templates);
+                for (name, t) in names.iter().zip(templates) {
+                    cx.check_package_name(name, t.span);
+                }
                 names.sort();
                 names.dedup();
                 SeedAction::Packages { names }
@@ -581,6 +630,8 @@ fn lower_customize(
         };
         actions.push(action);
     }
+    // The customize step writes the seed with the secrets' hashes itself, right before it boots.
+    let seed_secrets = exec.secrets.clone();
     let seed_ix = b.add(
         cx.owner,
         NewStep {
@@ -621,6 +672,7 @@ fn lower_customize(
             exec: ExecInputs {
                 timeout: Some(customize.timeout.value),
                 agent: Some(agent),
+                secrets: seed_secrets,
                 ..ExecInputs::default()
             },
         },

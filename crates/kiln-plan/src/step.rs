@@ -12,6 +12,7 @@ use std::time::Duration;
 use kiln_syntax::model::{
     Agent, Compression, DiskBus, Firmware, ImageFormat, InstallMethod, MachineType, NicModel,
 };
+use kiln_syntax::redact::CredentialUrl;
 use kiln_syntax::secret::SecretRef;
 use kiln_syntax::span::Span;
 use serde::Serialize;
@@ -208,7 +209,8 @@ pub enum OriginParams {
     },
     /// A download; its checksum (required) is in the step's params.
     Url {
-        /// The rendered URL.
+        /// The rendered URL with its userinfo redacted (`https://***@host/…`): credentials are
+        /// never keyed nor shown; the full URL is in [`ExecInputs::url`].
         url: String,
     },
     /// An existing Glance image.
@@ -322,6 +324,9 @@ pub struct AnswerMediaParams {
     /// Settings for kiln's autounattend generator (when no answer file is given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<WindowsParams>,
+    /// `env:NAME` / `file:path` of the root password hashed into a preseed or kickstart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_password: Option<String>,
 }
 
 /// Params of an `install` step.
@@ -549,6 +554,10 @@ pub struct SecretUse {
     /// The reference to resolve.
     #[serde(skip)]
     pub reference: SecretRef,
+    /// HMAC-SHA256 of the value under the cache's secret key, when it could be read while
+    /// planning: it enters the step's key (a rotated secret rebuilds), never the plan output.
+    #[serde(skip)]
+    pub mac: Option<[u8; 32]>,
 }
 
 /// Execution-only facts: never part of the key.
@@ -560,6 +569,10 @@ pub struct ExecInputs {
     /// Secrets to resolve.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretUse>,
+    /// The full download URL, credentials included (a fetch of an `http(s)` source); prints
+    /// redacted and is never serialized.
+    #[serde(skip)]
+    pub url: Option<CredentialUrl>,
     /// The guest must power off (or prove success) within this time.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
     pub timeout: Option<Duration>,

@@ -554,6 +554,9 @@ pub struct Install {
     /// the installer profile already sets, replacing) the profile's own. Only for methods whose
     /// installer kiln boots by its kernel (`preseed`, `autoinstall`, `kickstart`).
     pub kernel_args: Option<Template>,
+    /// `root-password env=… | file=…` in the block of a `preseed` or `kickstart` install: the
+    /// root password, put into the answer file as a SHA-512 crypt hash at build time.
+    pub root_password: Option<SecretRef>,
 }
 
 /// Install methods.

@@ -72,6 +72,12 @@ impl fmt::Debug for SecretRef {
 pub struct SecretValue(String);
 
 impl SecretValue {
+    /// Wraps a value read from where the secret lives.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretValue(value.into())
+    }
+
     /// The value, for writing it where it belongs (answer media) and nowhere else.
     pub fn expose(&self) -> &str {
         &self.0

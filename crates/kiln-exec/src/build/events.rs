@@ -186,9 +186,16 @@ pub trait Sink: Send + Sync {
 #[derive(Debug, Default)]
 pub struct JsonSink;
 
+/// The `--json` line of an event: URL credentials redacted, whatever text the event carries.
+#[must_use]
+pub fn json_line(event: &BuildEvent) -> String {
+    let line = serde_json::to_string(event).expect("events serialize");
+    kiln_syntax::redact_userinfo(&line).into_owned()
+}
+
 impl Sink for JsonSink {
     fn event(&self, event: &BuildEvent) {
-        let line = serde_json::to_string(event).expect("events serialize");
+        let line = json_line(event);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -259,7 +266,7 @@ pub fn plain_line(event: &BuildEvent) -> Option<String> {
 impl Sink for PlainSink {
     fn event(&self, event: &BuildEvent) {
         if let Some(line) = plain_line(event) {
-            eprintln!("{line}");
+            eprintln!("{}", kiln_syntax::redact_userinfo(&line));
         }
     }
 }
@@ -333,6 +340,39 @@ impl Sink for ProgressSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A failure's text may quote reqwest's error, URL and credentials included: `--json` must not.
+    #[test]
+    fn json_lines_carry_no_url_credentials() {
+        let e = BuildEvent::Ended {
+            step: "img/fetch-source".into(),
+            kind: kiln_plan::StepKind::FetchSource,
+            status: TaskStatus::Failed {
+                error: "error sending request for url (https://u:t0ken@mirror.example.org/x.iso)"
+                    .into(),
+                elapsed: Duration::ZERO,
+            },
+            bytes: None,
+        };
+        let line = json_line(&e);
+        assert!(!line.contains("t0ken"), "{line}");
+        assert!(
+            line.contains("https://***@mirror.example.org/x.iso"),
+            "{line}"
+        );
+    }
+
+    // Whatever a runner logs, the step log holds no URL credentials.
+    #[test]
+    fn step_log_lines_carry_no_url_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::runners::StepLog::create(dir.path().join("s.log"));
+        log.line(format_args!(
+            "GET http://kiln:t0ken@127.0.0.1:8080/a.iso failed"
+        ));
+        let text = std::fs::read_to_string(dir.path().join("s.log")).unwrap();
+        assert_eq!(text, "GET http://***@127.0.0.1:8080/a.iso failed\n");
+    }
 
     #[derive(Default)]
     struct Collect(Mutex<Vec<BuildEvent>>);

@@ -80,6 +80,25 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         }
         None => text,
     };
+    // The root password's placeholder; the install step puts the hash in (never cached).
+    let text = match (
+        &p.root_password,
+        kiln_plan::installer::with_root_password(p.profile, &String::from_utf8_lossy(&text)),
+    ) {
+        (Some(reference), Some(with)) => {
+            cx.log.line(format_args!(
+                "root password from {reference}: a placeholder here, hashed into the install's own copy"
+            ));
+            with.into_bytes()
+        }
+        (Some(_), None) => {
+            return fail(format!(
+                "step `{}`: install method `{}` has no root password setting kiln can fill in",
+                step.id, p.method
+            ));
+        }
+        (None, _) => text,
+    };
     match p.profile.answer_placement() {
         AnswerPlacement::Initrd { name } => {
             let out = staging.path("answer-media.cpio.gz");

@@ -26,7 +26,18 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let disk = staging.path("disk.qcow2");
     overlay(cx, base, &disk, p.grow_to_bytes)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
-    let domain = guest.seeded_domain(disk, cx.input("seed")?.to_owned());
+    // Users with passwords: the cached seed holds placeholders; the seed with the hashes is
+    // written now and removed when `secret_seed` drops, whatever the outcome.
+    let cached_seed = cx.input("seed")?.to_owned();
+    let secret_seed = if step.exec.secrets.is_empty() {
+        None
+    } else {
+        Some(super::seed::secret_seed(cx, &cached_seed, &guest.scratch)?)
+    };
+    let seed = secret_seed
+        .as_ref()
+        .map_or(cached_seed, |s| s.iso().to_owned());
+    let domain = guest.seeded_domain(disk, seed);
     let spec = guest.until_power_off(domain, CUSTOMIZE_OK, CUSTOMIZE_FAILED, DEFAULT_TIMEOUT);
     cx.log
         .line(format_args!("customize: overlay on `{}`", base.display()));

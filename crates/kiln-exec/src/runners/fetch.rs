@@ -25,7 +25,13 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
             };
             Source::Path(file.resolved.clone())
         }
-        OriginParams::Url { url } => Source::Url(url.clone()),
+        // The keyed URL has its userinfo redacted; the request needs the full one.
+        OriginParams::Url { url } => Source::Url(
+            step.exec
+                .url
+                .as_ref()
+                .map_or_else(|| url.clone(), |u| u.expose().to_owned()),
+        ),
         OriginParams::Glance { image, by } => glance_source(cx, image, by)?,
     };
     let mut req = FetchRequest::new(source);

@@ -76,9 +76,28 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     super::copy_sparse(blank, &disk)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let source = cx.input("source")?.to_owned();
-    let answer = cx.inputs.get("answer-media");
+    // A preseed or kickstart with a root password: the cached answer holds a placeholder; the
+    // answer with the hash is written now and removed when `secret_answer` drops.
+    let secret_answer = match cx.inputs.get("answer-media") {
+        Some(cached) if p.windows.is_none() && !step.exec.secrets.is_empty() => {
+            Some(super::linux_answer::prepare(cx, p, cached, &guest.scratch)?)
+        }
+        _ => None,
+    };
+    let answer = secret_answer
+        .as_ref()
+        .map(|s| s.iso().to_owned())
+        .or_else(|| cx.inputs.get("answer-media").cloned());
+    let answer = answer.as_ref();
     let kernel_boot = match p.profile.boot_style() {
-        BootStyle::Kernel => Some(kernel_boot(cx, p, &source, answer, &guest.scratch)?),
+        BootStyle::Kernel => Some(kernel_boot(
+            cx,
+            p,
+            &source,
+            answer,
+            &guest.scratch,
+            secret_answer.is_some(),
+        )?),
         BootStyle::Media => None,
     };
     let mut extra_media = Vec::new();
@@ -124,8 +143,14 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
             k.every, k.until
         ));
     }
+    let booted_initrd = guest.scratch.join("initrd");
     let outcome = guest.run(&spec);
     drop(secret_media);
+    if secret_answer.is_some() {
+        // The initrd the guest booted holds the preseed, hash included.
+        let _ = std::fs::remove_file(&booted_initrd);
+    }
+    drop(secret_answer);
     outcome?;
     if p.profile.boot_style() == BootStyle::Kernel {
         let evidence =
@@ -172,6 +197,7 @@ fn kernel_boot(
     iso: &Path,
     answer: Option<&PathBuf>,
     scratch: &Path,
+    secret: bool,
 ) -> Result<KernelBoot, RunError> {
     let id = &cx.step.id;
     let tree = IsoTree::open(iso).or_else(|e| {
@@ -197,6 +223,13 @@ fn kernel_boot(
         .or_else(|e| fail(format!("step `{id}`: {e}")))?;
     extract(&tree, iso, &boot.initrd, MAX_INITRD_BYTES, &initrd)
         .or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    if secret {
+        // The answer appended next holds password hashes: no one but QEMU's user reads it
+        // (libvirt hands the file to that user when it starts the guest).
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&initrd, std::fs::Permissions::from_mode(0o600))
+            .or_else(|e| fail(format!("step `{id}`: chmod `{}`: {e}", initrd.display())))?;
+    }
     if let Some(overlay) = answer.filter(|a| a.to_string_lossy().ends_with(".cpio.gz")) {
         append(&initrd, overlay).or_else(|e| {
             fail(format!(

@@ -13,6 +13,7 @@ mod disk_check;
 mod fetch;
 mod guest_step;
 mod install;
+mod linux_answer;
 mod media;
 pub mod publish;
 mod seed;
@@ -241,7 +242,9 @@ impl StepLog {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(f) = guard.as_mut() {
-            let _ = writeln!(f, "{text}");
+            // A URL's credentials never reach the log, whoever wrote the line (a library's error).
+            let text = text.to_string();
+            let _ = writeln!(f, "{}", kiln_syntax::redact_userinfo(&text));
         }
     }
 }

@@ -22,6 +22,163 @@ pub const CUSTOMIZE_OK: &str = r"^KILN-CUSTOMIZE-OK$";
 /// The customize failure line.
 pub const CUSTOMIZE_FAILED: &str = r"^KILN-CUSTOMIZE-FAILED: .*$";
 
+/// The secret role of user `name`'s password (as kiln-plan names it).
+#[must_use]
+pub fn password_role(name: &str) -> String {
+    format!("user:{name}:password")
+}
+
+/// What stands for the hash of secret `role` in the cached seed. Should it ever reach a guest,
+/// it is no valid crypt hash: the account cannot log in with a password.
+#[must_use]
+pub fn placeholder(role: &str) -> String {
+    kiln_plan::installer::secret_placeholder(role)
+}
+
+/// A SHA-512 crypt hash (`$6$…`) of `value` with a random 16-character salt.
+///
+/// # Errors
+/// The OS's random source cannot be read.
+pub fn crypt_sha512(value: &str) -> Result<String, String> {
+    use sha_crypt::PasswordHasher as _;
+    use std::io::Read as _;
+    let mut salt = [0u8; 12];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut salt))
+        .map_err(|e| format!("reading `/dev/urandom` for a salt: {e}"))?;
+    sha_crypt::ShaCrypt::SHA512
+        .hash_password_with_salt(value.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("hashing a password: {e}"))
+}
+
+/// `user_data` with the placeholder of each `(role, value)` replaced by a crypt hash of the
+/// value. Every placeholder of `user_data` must be replaced.
+///
+/// # Errors
+/// A placeholder has no secret, or hashing failed.
+pub fn with_secret_hashes(
+    user_data: &str,
+    secrets: &[(&str, kiln_syntax::SecretValue)],
+) -> Result<String, String> {
+    let mut out = user_data.to_owned();
+    for (role, value) in secrets {
+        let hash = crypt_sha512(value.expose())?;
+        out = out.replace(&placeholder(role), &hash);
+    }
+    if let Some(at) = out.find("!KILN-SECRET-HASH(") {
+        let rest = &out[at..];
+        let end = rest.find(')').map_or(rest.len(), |i| i + 1);
+        return Err(format!(
+            "the seed names a secret the step has none for: `{}`",
+            &rest[..end]
+        ));
+    }
+    Ok(out)
+}
+
+/// What the step log says of a seed: sizes and names, never contents (files, users' secrets and
+/// commands may hold credentials).
+#[must_use]
+pub fn describe(p: &CustomizeSeedParams, user_data: &str) -> String {
+    let mut files = Vec::new();
+    let (mut packages, mut users, mut commands) = (0, Vec::new(), 0);
+    for action in &p.actions {
+        match action {
+            SeedAction::File { path, .. } => files.push(path.as_str()),
+            SeedAction::Packages { names } => packages += names.len(),
+            SeedAction::User { name, password, .. } => users.push(if password.is_some() {
+                format!(
+                    "{name} (password from {})",
+                    password.as_deref().unwrap_or_default()
+                )
+            } else {
+                name.clone()
+            }),
+            SeedAction::Run { .. } => commands += 1,
+            SeedAction::Plugin { .. } => {}
+        }
+    }
+    format!(
+        "user-data: {} bytes (contents not logged); files: [{}]; packages: {packages}; users: [{}]; commands: {commands}",
+        user_data.len(),
+        files.join(", "),
+        users.join(", "),
+    )
+}
+
+/// Builds the seed the customize step attaches when the pipeline's users have passwords: the
+/// cached seed's `user-data` with its placeholders replaced by SHA-512 crypt hashes of the
+/// secrets (resolved now), written `0600` into `scratch` and removed with the returned guard.
+pub(crate) fn secret_seed(
+    cx: &StepCx<'_>,
+    cached: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Result<super::windows_media::SecretMedia, RunError> {
+    use super::windows_media::{RemoveDir, SecretMedia, write_files};
+    let step = cx.step;
+    let tree = kiln_unattend::IsoTree::open(cached)
+        .or_else(|e| fail(format!("step `{}`: reading the seed: {e}", step.id)))?;
+    let read = |name: &str| {
+        tree.read_file(cached, name, MAX_SEED_FILE).or_else(|e| {
+            fail(format!(
+                "step `{}`: reading `{name}` from the seed: {e}",
+                step.id
+            ))
+        })
+    };
+    let user_data = String::from_utf8(read("user-data")?).or_else(|_| {
+        fail(format!(
+            "step `{}`: the seed's user-data is not UTF-8",
+            step.id
+        ))
+    })?;
+    let meta = read("meta-data")?;
+    let mut secrets = Vec::new();
+    for use_ in &step.exec.secrets {
+        let value = use_.reference.resolve().or_else(|e| {
+            fail(format!(
+                "step `{}`: secret `{}` ({}): {e}",
+                step.id, use_.role, use_.identity
+            ))
+        })?;
+        secrets.push((use_.role.as_str(), value));
+    }
+    let user_data = with_secret_hashes(&user_data, &secrets)
+        .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    let dir = scratch.join("seed-secret");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _remove = RemoveDir(dir.clone());
+    let files = [
+        kiln_unattend::MediaFile {
+            path: "user-data".into(),
+            contents: user_data.into_bytes(),
+            secret: true,
+        },
+        kiln_unattend::MediaFile {
+            path: "meta-data".into(),
+            contents: meta,
+            secret: false,
+        },
+    ];
+    write_files(&dir, &files).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    let guard = SecretMedia::create(scratch.join("seed-secret.iso"))?;
+    build_iso(&cx.env.mkisofs, &dir, "cidata", guard.iso())?;
+    cx.log.line(format_args!(
+        "seed with password hashes (SHA-512 crypt) for {}; deleted after the step",
+        step.exec
+            .secrets
+            .iter()
+            .map(|s| format!("{} from {}", s.role, s.identity))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(guard)
+}
+
+/// Seed files larger than this are refused when the seed is read back.
+const MAX_SEED_FILE: u64 = 64 << 20;
+
 /// The `user-data` for a customize seed. `read` gives the bytes of `file` sources by role.
 ///
 /// # Errors
@@ -75,12 +232,11 @@ pub fn user_data(
                 admin,
                 shell,
             } => {
+                let mut u = json!({ "name": name, "lock_passwd": password.is_none() });
                 if password.is_some() {
-                    return Err(format!(
-                        "user `{name}`: passwords are not supported by `kiln build` yet; use ssh keys"
-                    ));
+                    // The cached seed holds a placeholder; the customize step puts the hash in.
+                    u["hashed_passwd"] = json!(placeholder(&password_role(name)));
                 }
-                let mut u = json!({ "name": name, "lock_passwd": true });
                 if !groups.is_empty() {
                     u["groups"] = json!(groups.join(", "));
                 }
@@ -166,7 +322,7 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         std::fs::write(dir.join(name), text)
             .or_else(|e| fail(format!("step `{}`: writing `{name}`: {e}", step.id)))?;
     }
-    cx.log.line(format_args!("user-data:\n{user_data}"));
+    cx.log.line(describe(p, &user_data));
     build_iso(&cx.env.mkisofs, &dir, "cidata", &staging.path("seed.iso"))?;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
@@ -192,7 +348,9 @@ fn b64_encodes_like_rfc_4648() {
 mod tests {
     use kiln_plan::step::{CustomizeSeedParams, FileContentParams, SeedAction};
 
-    use super::user_data;
+    use kiln_syntax::SecretValue;
+
+    use super::{describe, placeholder, user_data, with_secret_hashes};
 
     fn params(generalize: bool) -> CustomizeSeedParams {
         CustomizeSeedParams {
@@ -261,6 +419,74 @@ mod tests {
             .to_owned();
         assert!(!cond.contains("cloud-init clean"));
         assert!(cond.contains("KILN-CUSTOMIZE-OK"));
+    }
+
+    fn with_password() -> CustomizeSeedParams {
+        let mut p = params(true);
+        p.actions.push(SeedAction::User {
+            name: "ops".into(),
+            groups: vec![],
+            ssh_keys: vec![],
+            password: Some("env:OPS_PASSWORD".into()),
+            admin: false,
+            shell: None,
+        });
+        p
+    }
+
+    // The cached seed holds a placeholder, never a hash: cached media must not carry secrets.
+    #[test]
+    fn a_user_password_is_a_placeholder_in_the_cached_seed() {
+        let ud = user_data(&with_password(), &|_| Ok(b"bin".to_vec())).unwrap();
+        let v = parse(&ud);
+        assert_eq!(v["users"][1]["name"], "ops");
+        assert_eq!(v["users"][1]["lock_passwd"], false);
+        assert_eq!(
+            v["users"][1]["hashed_passwd"],
+            placeholder("user:ops:password")
+        );
+    }
+
+    // What the guest gets: a SHA-512 crypt hash of the secret, salted at random.
+    #[test]
+    fn the_secret_seed_holds_a_sha512_crypt_hash_of_the_password() {
+        use sha_crypt::PasswordVerifier as _;
+        let ud = user_data(&with_password(), &|_| Ok(Vec::new())).unwrap();
+        let secret = [("user:ops:password", SecretValue::new("hunter2-Very-Secret"))];
+        let a = with_secret_hashes(&ud, &secret).unwrap();
+        let b = with_secret_hashes(&ud, &secret).unwrap();
+        assert!(!a.contains("hunter2-Very-Secret"));
+        let hash = parse(&a)["users"][1]["hashed_passwd"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(hash.starts_with("$6$"), "{hash}");
+        let parsed = sha_crypt::PasswordHash::new(&hash).unwrap();
+        sha_crypt::ShaCrypt::SHA512
+            .verify_password(b"hunter2-Very-Secret", &parsed)
+            .expect("the hash verifies");
+        assert!(
+            sha_crypt::ShaCrypt::SHA512
+                .verify_password(b"wrong", &parsed)
+                .is_err()
+        );
+        assert_ne!(a, b, "a fresh salt each time");
+        let e = with_secret_hashes(&ud, &[]).unwrap_err();
+        assert!(e.contains("user:ops:password"), "{e}");
+    }
+
+    // The step log used to hold the whole user-data: file contents, commands, keys.
+    #[test]
+    fn the_step_log_names_the_seed_parts_without_their_contents() {
+        let p = with_password();
+        let ud = user_data(&p, &|_| Ok(b"bin".to_vec())).unwrap();
+        let line = describe(&p, &ud);
+        assert!(
+            line.contains("/etc/motd") && line.contains("ops (password from env:OPS_PASSWORD)")
+        );
+        for hidden in ["hi \"there\"", "echo 'a b'", "Ymlu", "KILN-SECRET"] {
+            assert!(!line.contains(hidden), "{line}");
+        }
     }
 
     #[test]

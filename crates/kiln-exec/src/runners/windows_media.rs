@@ -71,6 +71,22 @@ pub(crate) struct SecretMedia {
 }
 
 impl SecretMedia {
+    /// Creates `iso` empty with mode `0600` (before xorriso writes into it); the file is removed
+    /// when the guard drops.
+    pub(crate) fn create(iso: PathBuf) -> Result<Self, RunError> {
+        let guard = SecretMedia { iso };
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&guard.iso)
+            .or_else(|e| fail(format!("creating `{}`: {e}", guard.iso.display())))?;
+        fs::set_permissions(&guard.iso, fs::Permissions::from_mode(0o600))
+            .or_else(|e| fail(format!("chmod `{}`: {e}", guard.iso.display())))?;
+        Ok(guard)
+    }
+
     /// The ISO to attach.
     pub(crate) fn iso(&self) -> &Path {
         &self.iso
@@ -84,7 +100,7 @@ impl Drop for SecretMedia {
 }
 
 /// Removes a folder when dropped (the rendered files, once they are in the ISO or on failure).
-struct RemoveDir(PathBuf);
+pub(crate) struct RemoveDir(pub(crate) PathBuf);
 
 impl Drop for RemoveDir {
     fn drop(&mut self) {
@@ -144,17 +160,7 @@ pub(crate) fn prepare(
         })?;
     }
     let iso = scratch.join("answer-media.iso");
-    let guard = SecretMedia { iso: iso.clone() };
-    // Created 0600 before xorriso writes into it.
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&iso)
-        .or_else(|e| fail(format!("creating `{}`: {e}", iso.display())))?;
-    fs::set_permissions(&iso, fs::Permissions::from_mode(0o600))
-        .or_else(|e| fail(format!("chmod `{}`: {e}", iso.display())))?;
+    let guard = SecretMedia::create(iso.clone())?;
     build_iso(&cx.env.mkisofs, &dir, label(), &iso)?;
     cx.log.line(format_args!(
         "answer medium: {} files ({} with secrets: {}), language {}{}; deleted after the install",

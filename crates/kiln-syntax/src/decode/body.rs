@@ -765,7 +765,18 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
         Some(None) => return None,
         None => None,
     };
-    let windows = if n.node.children().is_some() {
+    // `preseed` / `kickstart` take a block of secrets kiln hashes into the user's answer file.
+    let linux_block = n.node.children().is_some()
+        && matches!(
+            method.value,
+            InstallMethod::Preseed | InstallMethod::Kickstart
+        );
+    let root_password = if linux_block {
+        Some(super::linux_install::root_password(cx, n)?)
+    } else {
+        None
+    };
+    let windows = if n.node.children().is_some() && !linux_block {
         if method.value != InstallMethod::Autounattend {
             n.no_children(cx);
             return None;
@@ -833,6 +844,7 @@ fn install(cx: &mut Cx<'_>, n: &NodeView<'_>) -> Option<Install> {
         timeout: timeout?,
         windows,
         kernel_args,
+        root_password,
     })
 }
 

@@ -4,5 +4,6 @@
 pub(crate) mod body;
 pub(crate) mod fast_kdl;
 pub(crate) mod kdl_errors;
+pub(crate) mod linux_install;
 pub(crate) mod pipeline;
 pub(crate) mod reader;

@@ -28,9 +28,14 @@ pub fn cache_root(select: &SelectArgs) -> Option<CacheRoot> {
 
 /// File digests from the cache's hash memo (an unchanged ISO is not read twice), falling back to
 /// reading the file when the memo cannot be used.
-pub struct MemoDigests(Option<HashMemo>);
+pub struct MemoDigests(Option<HashMemo>, Option<CacheRoot>);
 
 impl ContentDigest for MemoDigests {
+    fn secret_mac(&self, secret: &kiln_syntax::SecretRef) -> Option<[u8; 32]> {
+        let value = secret.resolve().ok()?;
+        self.1.as_ref()?.secret_mac(value.expose().as_bytes()).ok()
+    }
+
     fn sha256(&self, path: &Path) -> std::io::Result<String> {
         if let Some(memo) = &self.0
             && let Ok(hashed) = memo.hash(path, &[Algo::Sha256])
@@ -122,7 +127,10 @@ pub fn plan_pipelines(
         return Err(exit_codes::INVALID_PIPELINES);
     }
     let root = cache_root(select);
-    let digests = MemoDigests(root.as_ref().map(|r| HashMemo::new(r.memo_dir())));
+    let digests = MemoDigests(
+        root.as_ref().map(|r| HashMemo::new(r.memo_dir())),
+        root.clone(),
+    );
     let options = PlanOptions {
         max_cells: select.max_cells,
         only: select.only.clone(),
