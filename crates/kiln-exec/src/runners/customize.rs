@@ -28,8 +28,6 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let domain = guest.seeded_domain(disk, cx.input("seed")?.to_owned());
     let spec = guest.until_power_off(domain, CUSTOMIZE_OK, CUSTOMIZE_FAILED, DEFAULT_TIMEOUT);
-    cx.log
-        .line(format_args!("customize: overlay on `{}`", base.display()));
     guest.run(&spec)?;
     Ok(())
 }
