@@ -8,8 +8,10 @@
 //!    while we hold the lock);
 //! 3. stream the source into `<name>.part`, hashing on the fly; fsync;
 //! 4. compare the declared checksum: on mismatch delete the `.part` and fail: nothing enters the cache;
-//! 5. when a format is declared or conversion asked: `qemu-img info` (backing files and data files are
-//!    refused; `iso` counts as `raw`), then `qemu-img convert -O raw` into `<name>.converted`;
+//! 5. when a format is declared or conversion asked: `qemu-img info` probes the format — the one
+//!    probe of a file's format in kiln; formats other than raw and qcow2, backing files and data
+//!    files are refused; `iso` counts as `raw` — then `qemu-img convert -f <format> -O raw` into
+//!    `<name>.converted`;
 //! 6. rename into `_base/<name>`, fsync the folder, write the record `base-meta-v1/<name>.json`.
 //!
 //! A file is therefore complete exactly when `_base/<name>` exists.
@@ -28,7 +30,7 @@ use crate::fsutil::{self, now_secs, remove_if_exists};
 use crate::hash::{Algo, Digests, HashingWriter, hash_file};
 use crate::lock::EntryLock;
 use crate::memo::{FileIdentity, HashMemo};
-use crate::qemu_img::{ImageInfo, QemuImg};
+use crate::qemu_img::{DiskFormat, ImageInfo, QemuImg, check_self_contained};
 use crate::root::CacheRoot;
 use crate::source::{Checksum, Source, SourceId, canonical_url, redact};
 
@@ -307,8 +309,17 @@ impl BaseCache {
         size: Option<u64>,
     ) -> Result<ImageInfo, CacheError> {
         let base = std::path::absolute(&entry.path).at(&entry.path)?;
-        let info = self.qemu.info(&base)?;
-        let format = entry.record.disk_format.clone().unwrap_or(info.format);
+        // The format learned on arrival; an entry kiln did not inspect (seeded by Nova) is
+        // inspected now, with the same refusals as on arrival.
+        let format = match entry.record.disk_format.as_deref() {
+            Some(f) => known_format(&entry.record.origin, f)?,
+            None => {
+                let info = self.qemu.probe(&base)?;
+                check_self_contained(&entry.record.origin, &info)?;
+                known_format(&entry.record.origin, &info.format)?
+            }
+        };
+        let info = self.qemu.info(&base, format)?;
         if let Some(size) = size
             && size < info.virtual_size
         {
@@ -317,8 +328,7 @@ impl BaseCache {
                 virtual_size: info.virtual_size,
             });
         }
-        self.qemu.create_overlay(&base, &format, dest, size)?;
-        self.qemu.info(dest)
+        self.qemu.create_overlay(&base, format, dest, size)
     }
 
     /// Reads the record of entry `name`, if kiln wrote one.
@@ -491,19 +501,9 @@ impl BaseCache {
         let mut ready = part;
         if disk_format.is_some() || convert_to_raw {
             tools.insert("qemu-img".to_owned(), self.qemu.version()?);
-            let info = self.qemu.info(part)?;
-            if let Some(b) = info.backing_filename.as_deref() {
-                return Err(CacheError::UnsafeImage {
-                    origin: origin.to_owned(),
-                    what: format!("backing file {b}"),
-                });
-            }
-            if let Some(d) = info.data_file() {
-                return Err(CacheError::UnsafeImage {
-                    origin: origin.to_owned(),
-                    what: format!("data file {d}"),
-                });
-            }
+            // The one probe: the bytes came from outside; from here on the format is stated.
+            let info = self.qemu.probe(part)?;
+            check_self_contained(origin, &info)?;
             if let Some(declared) = disk_format {
                 let expected = if declared == "iso" { "raw" } else { declared };
                 if expected != info.format {
@@ -514,8 +514,9 @@ impl BaseCache {
                     });
                 }
             }
-            if convert_to_raw && info.format != "raw" {
-                self.qemu.convert_to_raw(part, &info.format, converted)?;
+            let format = known_format(origin, &info.format)?;
+            if convert_to_raw && format != DiskFormat::Raw {
+                self.qemu.convert_to_raw(part, format, converted)?;
                 File::open(converted)
                     .at(converted)?
                     .sync_all()
@@ -525,7 +526,7 @@ impl BaseCache {
                 ready = converted;
                 stored_format = Some("raw".to_owned());
             } else {
-                stored_format = Some(info.format);
+                stored_format = Some(format.as_str().to_owned());
             }
         }
         fs::rename(ready, final_path).at(final_path)?;
@@ -555,6 +556,14 @@ struct FetchJob<'a> {
     converted: &'a Path,
     final_path: &'a Path,
     progress: Option<&'a FetchProgress>,
+}
+
+/// A format kiln reads (raw, qcow2); any other is refused, naming `origin`.
+fn known_format(origin: &str, format: &str) -> Result<DiskFormat, CacheError> {
+    DiskFormat::from_qemu(format).ok_or_else(|| CacheError::UnsupportedImageFormat {
+        origin: origin.to_owned(),
+        format: format.to_owned(),
+    })
 }
 
 /// Copies `reader` into a new file at `part`, hashing on the way; fsyncs it.

@@ -94,6 +94,21 @@ pub enum CacheError {
     UnsafeImage { origin: String, what: String },
 
     #[error(
+        "overlay `{}` names backing `{found}`, not the `{expected}` kiln gave it; refusing to use it",
+        overlay.display()
+    )]
+    UnexpectedBacking {
+        overlay: PathBuf,
+        expected: String,
+        found: String,
+    },
+
+    #[error(
+        "`{origin}` is a `{format}` image; kiln reads only `raw` and `qcow2` disk images (other formats can name further files, as vmdk extents do)"
+    )]
+    UnsupportedImageFormat { origin: String, format: String },
+
+    #[error(
         "disk size `{requested}` bytes is smaller than the image's virtual size `{virtual_size}` bytes"
     )]
     DiskSmallerThanImage { requested: u64, virtual_size: u64 },

@@ -32,7 +32,7 @@ pub use hash::{
 pub use lock::EntryLock;
 pub use maintain::{PrunePolicy, PruneReport, list, prune, verify};
 pub use memo::{FileIdentity, HashMemo};
-pub use qemu_img::{Compression, Convert, ImageInfo, QemuImg};
+pub use qemu_img::{Compression, Convert, DiskFormat, ImageInfo, QemuImg, check_self_contained};
 pub use root::CacheRoot;
 pub use secret_key::SECRET_KEY_LEN;
 pub use source::{Checksum, Source, SourceId};

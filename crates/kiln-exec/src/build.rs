@@ -19,12 +19,16 @@ use kiln_plan::{Plan, Step, StepKind, StepParams};
 pub use events::{BuildEvent, JsonSink, PlainSink, Progress, ProgressSink, Sink, json_line};
 pub use summary::{ImageRow, render_summary};
 
+use crate::domain_xml::DiskFormat;
 use crate::guest::Cancel;
 use crate::host::{Host, resolve_accel};
 use crate::libvirt::Libvirt;
 use crate::runners::publish::{CLOUD_HELP, Clouds, PublishSettings, Published};
 use crate::runners::{self, Env, GuestHost, Mkisofs, RunError, StepCx, StepLog, output_file};
 use crate::scheduler::{self, Placement, Pools, Resource, Task, TaskError, TaskRunner, TaskStatus};
+
+/// Something per input role of a step.
+type ByRole<T> = BTreeMap<&'static str, T>;
 
 /// Exit code of `kiln build` when every image was built or cached.
 pub const EXIT_OK: i32 = 0;
@@ -337,8 +341,11 @@ impl Runner<'_> {
         }
     }
 
-    fn inputs(&self, step: &Step) -> Result<BTreeMap<&'static str, PathBuf>, String> {
+    /// The step's input files by role, and the format of those that are disk images (from the
+    /// producing step's parameters).
+    fn inputs(&self, step: &Step) -> Result<(ByRole<PathBuf>, ByRole<DiskFormat>), String> {
         let mut inputs = BTreeMap::new();
+        let mut formats = BTreeMap::new();
         for input in &step.inputs {
             let Some(&j) = self.index.get(input.step.as_str()) else {
                 return Err(format!("input step `{}` is not in the build", input.step));
@@ -358,8 +365,11 @@ impl Runner<'_> {
                 ));
             };
             inputs.insert(input.role, a.output(name));
+            if let Some(f) = runners::disk_output_format(&self.steps[j].params) {
+                formats.insert(input.role, f);
+            }
         }
-        Ok(inputs)
+        Ok((inputs, formats))
     }
 
     /// The digests the artifact store recorded for a step's `image` input (the converted file).
@@ -412,7 +422,7 @@ impl TaskRunner for Runner<'_> {
             step.kind(),
             step.key
         ));
-        let inputs = self.inputs(step).map_err(|e| {
+        let (inputs, disk_formats) = self.inputs(step).map_err(|e| {
             log.line(&e);
             TaskError::Failed(format!("step `{}`: {e}", step.id))
         })?;
@@ -431,6 +441,7 @@ impl TaskRunner for Runner<'_> {
         let cx = StepCx {
             step,
             inputs,
+            disk_formats,
             env: &self.env,
             host,
             log,

@@ -47,25 +47,9 @@ pub enum Firmware {
     },
 }
 
-/// Disk image format as libvirt's driver type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DiskFormat {
-    /// qcow2.
-    Qcow2,
-    /// raw.
-    Raw,
-}
-
-impl DiskFormat {
-    /// The name qemu and libvirt use.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiskFormat::Qcow2 => "qcow2",
-            DiskFormat::Raw => "raw",
-        }
-    }
-}
+/// Disk image format as libvirt's driver type (`<driver type=...>`, always written: libvirt and
+/// QEMU never guess the format of a disk kiln attaches).
+pub use kiln_cache::DiskFormat;
 
 /// A writable disk.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,6 +1,10 @@
 //! Disk images behind the [`DiskTool`] trait: create, overlays, convert (with progress), info,
 //! and the tool's version for step keys. The one `qemu-img` runner is kiln-cache's
 //! [`kiln_cache::QemuImg`]; this is a layer typed with [`DiskFormat`].
+//!
+//! Every operation takes the format of each image it reads as a required [`DiskFormat`]: kiln
+//! made these images, so it knows, and a guest-written disk is never handed to qemu-img's format
+//! probe (a raw disk holding a qcow2 header that names a host file would read that file).
 
 use std::path::Path;
 
@@ -54,6 +58,9 @@ pub enum QemuImgError {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// An image kiln refuses to use: an overlay that does not name the backing kiln gave it.
+    #[error("{0}")]
+    Refused(String),
     /// Output that was not what `qemu-img` prints.
     #[error("`{command}` printed unexpected output: {detail}")]
     Output {
@@ -80,6 +87,8 @@ impl From<kiln_cache::CacheError> for QemuImgError {
             kiln_cache::CacheError::ToolOutput { command, detail } => {
                 Self::Output { command, detail }
             }
+            e @ (kiln_cache::CacheError::UnexpectedBacking { .. }
+            | kiln_cache::CacheError::UnsafeImage { .. }) => Self::Refused(e.to_string()),
             other => Self::Output {
                 command: "qemu-img".into(),
                 detail: other.to_string(),
@@ -102,25 +111,32 @@ pub trait DiskTool: Send + Sync {
     /// The tool failed.
     fn create(&self, path: &Path, format: DiskFormat, size: u64) -> Result<(), QemuImgError>;
 
-    /// A qcow2 overlay on `backing` (absolute path recorded), same virtual size.
+    /// A qcow2 overlay on `backing` (an absolute path, with `backing_fmt` recorded), same virtual
+    /// size; checked afterwards to name exactly that backing file and format and no data file.
     ///
     /// # Errors
-    /// The tool failed.
+    /// The tool failed, or the overlay names another backing.
     fn create_overlay(
         &self,
         path: &Path,
         backing: &Path,
         backing_format: DiskFormat,
-    ) -> Result<(), QemuImgError>;
+    ) -> Result<ImageInfo, QemuImgError>;
 
-    /// Converts `src` (format detected by `src_format` if given) into a new image at `dest`.
+    /// Grows the image at `path` (of `format`) to `size` bytes.
+    ///
+    /// # Errors
+    /// The tool failed.
+    fn resize(&self, path: &Path, format: DiskFormat, size: u64) -> Result<(), QemuImgError>;
+
+    /// Converts `src`, read as `src_format` (never probed), into a new image at `dest`.
     ///
     /// # Errors
     /// The tool failed.
     fn convert(
         &self,
         src: &Path,
-        src_format: Option<DiskFormat>,
+        src_format: DiskFormat,
         dest: &Path,
         opts: &ConvertOptions,
     ) -> Result<(), QemuImgError> {
@@ -134,17 +150,18 @@ pub trait DiskTool: Send + Sync {
     fn convert_with_progress(
         &self,
         src: &Path,
-        src_format: Option<DiskFormat>,
+        src_format: DiskFormat,
         dest: &Path,
         opts: &ConvertOptions,
         progress: &mut dyn FnMut(f64),
     ) -> Result<(), QemuImgError>;
 
-    /// Facts about an image.
+    /// Facts about the image at `path`, read as `format` (never probed; its backing file, if
+    /// any, is not opened).
     ///
     /// # Errors
     /// The tool failed or printed something unexpected.
-    fn info(&self, path: &Path) -> Result<ImageInfo, QemuImgError>;
+    fn info(&self, path: &Path, format: DiskFormat) -> Result<ImageInfo, QemuImgError>;
 
     /// The first `sectors` 512-byte sectors of the image at `path`, read as `format`.
     ///
@@ -165,13 +182,10 @@ impl QemuImg {
     }
 }
 
-fn convert_how(
-    src_format: Option<DiskFormat>,
-    opts: &ConvertOptions,
-) -> kiln_cache::Convert<'static> {
+fn convert_how(src_format: DiskFormat, opts: &ConvertOptions) -> kiln_cache::Convert {
     kiln_cache::Convert {
-        src_format: src_format.map(DiskFormat::as_str),
-        format: opts.format.as_str(),
+        src_format,
+        format: opts.format,
         compression: opts.compression,
         coroutines: opts.coroutines,
         out_of_order: opts.out_of_order,
@@ -182,7 +196,7 @@ fn convert_how(
 #[must_use]
 pub fn convert_args(
     src: &Path,
-    src_format: Option<DiskFormat>,
+    src_format: DiskFormat,
     dest: &Path,
     opts: &ConvertOptions,
 ) -> Vec<String> {
@@ -203,7 +217,7 @@ impl DiskTool for QemuImg {
     }
 
     fn create(&self, path: &Path, format: DiskFormat, size: u64) -> Result<(), QemuImgError> {
-        Ok(self.0.create(path, format.as_str(), size)?)
+        Ok(self.0.create(path, format, size)?)
     }
 
     fn create_overlay(
@@ -211,16 +225,18 @@ impl DiskTool for QemuImg {
         path: &Path,
         backing: &Path,
         backing_format: DiskFormat,
-    ) -> Result<(), QemuImgError> {
-        Ok(self
-            .0
-            .create_overlay(backing, backing_format.as_str(), path, None)?)
+    ) -> Result<ImageInfo, QemuImgError> {
+        Ok(self.0.create_overlay(backing, backing_format, path, None)?)
+    }
+
+    fn resize(&self, path: &Path, format: DiskFormat, size: u64) -> Result<(), QemuImgError> {
+        Ok(self.0.resize(path, format, size)?)
     }
 
     fn convert_with_progress(
         &self,
         src: &Path,
-        src_format: Option<DiskFormat>,
+        src_format: DiskFormat,
         dest: &Path,
         opts: &ConvertOptions,
         progress: &mut dyn FnMut(f64),
@@ -230,8 +246,8 @@ impl DiskTool for QemuImg {
             .convert(src, dest, &convert_how(src_format, opts), Some(progress))?)
     }
 
-    fn info(&self, path: &Path) -> Result<ImageInfo, QemuImgError> {
-        Ok(self.0.info(path)?)
+    fn info(&self, path: &Path, format: DiskFormat) -> Result<ImageInfo, QemuImgError> {
+        Ok(self.0.info(path, format)?)
     }
 
     fn head(&self, path: &Path, format: DiskFormat, sectors: u32) -> Result<Vec<u8>, QemuImgError> {
@@ -245,7 +261,7 @@ impl DiskTool for QemuImg {
         ));
         let result = self
             .0
-            .head(path, format.as_str(), sectors, &tmp)
+            .head(path, format, sectors, &tmp)
             .map_err(QemuImgError::from)
             .and_then(|()| {
                 std::fs::read(&tmp).map_err(|e| QemuImgError::Output {
@@ -271,7 +287,7 @@ mod tests {
         };
         let args = convert_args(
             Path::new("/a.raw"),
-            Some(DiskFormat::Raw),
+            DiskFormat::Raw,
             Path::new("/b.qcow2"),
             &opts,
         );
@@ -287,8 +303,8 @@ mod tests {
             out_of_order: false,
         };
         assert_eq!(
-            convert_args(Path::new("/a"), None, Path::new("/b"), &raw).join(" "),
-            "convert -O raw -m 1 /a /b"
+            convert_args(Path::new("/a"), DiskFormat::Qcow2, Path::new("/b"), &raw).join(" "),
+            "convert -f qcow2 -O raw -m 1 /a /b"
         );
     }
 }

@@ -25,10 +25,10 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     };
     let guest = GuestStep::prepare(cx)?;
     let scratch = guest.scratch.clone();
-    let image = cx.input("image")?;
+    let (image, format) = cx.disk("image")?;
     let disk = scratch.join("boot-test.qcow2");
     let _ = std::fs::remove_file(&disk);
-    overlay(cx, image, &disk, None)?;
+    overlay(cx, image, format, &disk, None)?;
 
     let nonce = nonce();
     let seed_dir = scratch.join("seed");

@@ -1,5 +1,6 @@
 //! `convert`: `qemu-img convert` of the final disk (flattening overlays) into the output format,
-//! qcow2 compressed with zstd or zlib where asked. The artifact store then reads the result once,
+//! qcow2 compressed with zstd or zlib where asked. The input's format is the one kiln made it in
+//! (`-f`), never probed: the disk holds what a guest wrote. The artifact store then reads the result once,
 //! computing md5, sha256 and sha512 in the same pass (one thread per digest), for the summary and
 //! Glance.
 
@@ -7,16 +8,15 @@ use kiln_cache::Staging;
 use kiln_plan::StepParams;
 
 use super::create_disk::disk_format;
-use super::customize::resize;
 use super::{RunError, StepCx, fail};
-use crate::qemu_img::{Compression, ConvertOptions, DiskTool as _};
+use crate::qemu_img::{Compression, ConvertOptions, DiskTool as _, convert_args};
 
 pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError> {
     let step = cx.step;
     let StepParams::Convert(p) = &step.params else {
         return fail(format!("step `{}` is not convert", step.id));
     };
-    let src = cx.input("disk")?;
+    let (src, src_format) = cx.disk("disk")?;
     let format = disk_format(p.format);
     let dest = staging.path(&format!("image.{}", format.as_str()));
     let opts = ConvertOptions {
@@ -29,18 +29,25 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         ..ConvertOptions::default()
     };
     cx.log.line(format_args!(
-        "qemu-img convert {} → {} ({} {})",
-        src.display(),
-        dest.display(),
+        "input disk format: {src_format} (as kiln made it; never probed)"
+    ));
+    cx.log.line(format_args!(
+        "qemu-img {} ({} {})",
+        convert_args(src, src_format, &dest, &opts).join(" "),
         p.format,
         p.compression
     ));
     // Progress in guest bytes: qemu-img reports the fraction of the source's virtual size done.
-    let total = cx.env.qemu_img.info(src).ok().map(|i| i.virtual_size);
+    let total = cx
+        .env
+        .qemu_img
+        .info(src, src_format)
+        .ok()
+        .map(|i| i.virtual_size);
     let progress = cx.progress();
     cx.env
         .qemu_img
-        .convert_with_progress(src, None, &dest, &opts, &mut |fraction| {
+        .convert_with_progress(src, src_format, &dest, &opts, &mut |fraction| {
             if let Some(t) = total {
                 #[allow(
                     clippy::cast_possible_truncation,
@@ -53,7 +60,10 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         })
         .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     if let Some(size) = p.grow_to_bytes {
-        resize(&dest, size).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+        cx.env
+            .qemu_img
+            .resize(&dest, format, size)
+            .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     }
     Ok(())
 }

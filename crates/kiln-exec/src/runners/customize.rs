@@ -22,9 +22,9 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         return fail(format!("step `{}` is not customize", step.id));
     };
     let guest = GuestStep::prepare(cx)?;
-    let base = cx.input("disk")?;
+    let (base, base_format) = cx.disk("disk")?;
     let disk = staging.path("disk.qcow2");
-    overlay(cx, base, &disk, p.grow_to_bytes)?;
+    overlay(cx, base, base_format, &disk, p.grow_to_bytes)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     // Users with passwords: the cached seed holds placeholders; the seed with the hashes is
     // written now and removed when `secret_seed` drops, whatever the outcome.
@@ -39,52 +39,36 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         .map_or(cached_seed, |s| s.iso().to_owned());
     let domain = guest.seeded_domain(disk, seed);
     let spec = guest.until_power_off(domain, CUSTOMIZE_OK, CUSTOMIZE_FAILED, DEFAULT_TIMEOUT);
-    cx.log
-        .line(format_args!("customize: overlay on `{}`", base.display()));
     guest.run(&spec)?;
     Ok(())
 }
 
-/// A qcow2 overlay at `dest` on `base` (format from `qemu-img info`), grown to `grow_to` bytes.
+/// A qcow2 overlay at `dest` on `base`, whose format kiln knows (it made it), grown to `grow_to`
+/// bytes. The overlay records `backing_fmt`, so neither qemu nor libvirt probes the base, and is
+/// used only when `qemu-img info` shows exactly the backing kiln set.
 pub(crate) fn overlay(
     cx: &StepCx<'_>,
     base: &std::path::Path,
+    base_format: DiskFormat,
     dest: &std::path::Path,
     grow_to: Option<u64>,
 ) -> Result<(), RunError> {
     let id = &cx.step.id;
     let qemu = &cx.env.qemu_img;
     let info = qemu
-        .info(base)
+        .info(base, base_format)
         .or_else(|e| fail(format!("step `{id}`: {e}")))?;
-    let format = if info.format == "raw" {
-        DiskFormat::Raw
-    } else {
-        DiskFormat::Qcow2
-    };
     let base = std::path::absolute(base).or_else(|e| fail(format!("step `{id}`: {e}")))?;
-    qemu.create_overlay(dest, &base, format)
+    qemu.create_overlay(dest, &base, base_format)
         .or_else(|e| fail(format!("step `{id}`: {e}")))?;
+    cx.log.line(format_args!(
+        "overlay `{}` on `{}` ({base_format}, as kiln made it)",
+        dest.display(),
+        base.display()
+    ));
     if let Some(size) = grow_to.filter(|&s| s > info.virtual_size) {
-        resize(dest, size).or_else(|e| fail(format!("step `{id}`: {e}")))?;
-    }
-    Ok(())
-}
-
-/// `qemu-img resize` (growing only).
-pub(crate) fn resize(path: &std::path::Path, size: u64) -> Result<(), String> {
-    let out = std::process::Command::new("qemu-img")
-        .args(["resize", "-q"])
-        .arg(path)
-        .arg(size.to_string())
-        .output()
-        .map_err(|e| format!("running `qemu-img resize`: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`qemu-img resize {} {size}` failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        qemu.resize(dest, DiskFormat::Qcow2, size)
+            .or_else(|e| fail(format!("step `{id}`: {e}")))?;
     }
     Ok(())
 }

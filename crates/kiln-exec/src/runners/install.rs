@@ -70,8 +70,15 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
         }
         None => None,
     };
-    let blank = cx.input("disk")?;
+    let (blank, blank_format) = cx.disk("disk")?;
     let format = disk_format(p.disk_format);
+    // The install's disk is a copy of the blank one: it keeps that format, which libvirt is told.
+    if blank_format != format {
+        return fail(format!(
+            "step `{}`: the blank disk is {blank_format}, the install's disk is {format}",
+            step.id
+        ));
+    }
     let disk = staging.path(&format!("disk.{}", format.as_str()));
     super::copy_sparse(blank, &disk)?;
     super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;

@@ -30,7 +30,7 @@ use std::time::Duration;
 use kiln_cache::{BaseCache, Staging};
 use kiln_plan::{Step, StepKind, StepParams};
 
-use crate::domain_xml::{DiskBus, DomainType, Firmware, Machine, NicModel};
+use crate::domain_xml::{DiskBus, DiskFormat, DomainType, Firmware, Machine, NicModel};
 use crate::guest::{Cancel, GuestError};
 use crate::hypervisor::Hypervisor;
 use crate::qemu_img::QemuImg;
@@ -109,6 +109,9 @@ pub struct StepCx<'a> {
     pub step: &'a Step,
     /// Input files by role (`disk`, `source`, `seed`, ...).
     pub inputs: BTreeMap<&'static str, PathBuf>,
+    /// The format of each input that is a disk image, by role: what the producing step made
+    /// it (see [`disk_output_format`]), never what its bytes look like.
+    pub disk_formats: BTreeMap<&'static str, DiskFormat>,
     /// The shared environment.
     pub env: &'a Env,
     /// The host for guest steps.
@@ -127,6 +130,27 @@ impl StepCx<'_> {
                 self.step.id
             )),
         }
+    }
+
+    /// The disk image input with role `role` and the format kiln made it in, or a failure.
+    pub(crate) fn disk(&self, role: &str) -> Result<(&Path, DiskFormat), RunError> {
+        let path = self.input(role)?;
+        let Some(&format) = self.disk_formats.get(role) else {
+            return fail(format!(
+                "step `{}`: input `{role}` is not a disk image kiln made",
+                self.step.id
+            ));
+        };
+        // The producer names its output `<artifact>.<format>`; anything else is a kiln bug, and
+        // a disk is never used in a format that was not meant.
+        if path.extension().and_then(|e| e.to_str()) != Some(format.as_str()) {
+            return fail(format!(
+                "step `{}`: input `{role}` (`{}`) is not the {format} disk its step makes",
+                self.step.id,
+                path.display()
+            ));
+        }
+        Ok((path, format))
     }
 
     /// The step's id with characters unfit for file names replaced.
@@ -316,6 +340,25 @@ pub fn run_step(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError> 
             "step `{}`: a publish step has no cached output to build",
             cx.step.id
         )),
+    }
+}
+
+/// The format of the disk image a step writes as its output, from the step's parameters (kiln
+/// chose it when it made the image); `None` for steps whose output is no disk.
+#[must_use]
+pub fn disk_output_format(params: &StepParams) -> Option<DiskFormat> {
+    match params {
+        StepParams::CreateDisk(p) => Some(create_disk::disk_format(p.format)),
+        StepParams::Install(p) => Some(create_disk::disk_format(p.disk_format)),
+        // The customize step's artifact is its qcow2 overlay.
+        StepParams::Customize(_) => Some(DiskFormat::Qcow2),
+        StepParams::Convert(p) => Some(create_disk::disk_format(p.format)),
+        StepParams::FetchSource(_)
+        | StepParams::FetchDrivers(_)
+        | StepParams::AnswerMedia(_)
+        | StepParams::CustomizeSeed(_)
+        | StepParams::BootTest(_)
+        | StepParams::Publish(_) => None,
     }
 }
 

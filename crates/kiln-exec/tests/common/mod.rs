@@ -101,18 +101,34 @@ pub struct Fixtures {
     pub tiny: PathBuf,
     pub hang: PathBuf,
     pub probe: PathBuf,
+    /// Writes a qcow2 header naming a host file (`/etc/hostname` here) as its backing file
+    /// over LBA 0 of its disk.
+    pub hostile: PathBuf,
 }
 
 pub fn fixtures(dir: &Path) -> Fixtures {
-    let status = Command::new(repo_root().join("fixtures/tiny/build.sh"))
-        .arg(dir)
-        .status()
-        .expect("run fixtures/tiny/build.sh");
+    build_tiny(dir, None)
+}
+
+/// The tiny fixtures, with the hostile installer's qcow2 header naming `backing` (an absolute
+/// host path) as its backing file.
+pub fn fixtures_with_backing(dir: &Path, backing: &Path) -> Fixtures {
+    build_tiny(dir, Some(backing))
+}
+
+fn build_tiny(dir: &Path, backing: Option<&Path>) -> Fixtures {
+    let mut cmd = Command::new(repo_root().join("fixtures/tiny/build.sh"));
+    cmd.arg(dir);
+    if let Some(b) = backing {
+        cmd.env("TINY_HOSTILE_BACKING", b);
+    }
+    let status = cmd.status().expect("run fixtures/tiny/build.sh");
     assert!(status.success(), "fixtures/tiny/build.sh failed");
     Fixtures {
         tiny: dir.join("tiny.iso"),
         hang: dir.join("tiny-hang.iso"),
         probe: dir.join("tiny-probe.iso"),
+        hostile: dir.join("tiny-hostile.iso"),
     }
 }
 
