@@ -22,6 +22,7 @@ pub mod io;
 pub mod key;
 mod lower;
 pub mod planner;
+pub mod quote;
 pub mod render;
 pub mod select;
 pub mod step;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use kiln_syntax::diagnostic::Diagnostic;
+use kiln_syntax::model::Agent;
 use kiln_syntax::model::{
     Answer, Checksum, Customize, DriverKind, FileContent, GlanceRefKind, ImageFormat,
     InstallMethod, LocalPath, Machine, Origin, Pipeline, Source, StepKind as ModelStep,
@@ -53,6 +54,15 @@ impl CellCx<'_> {
                 );
                 String::new()
             }
+        }
+    }
+
+    /// A `run` line: its variables' values inserted as one word each of `agent`'s shell.
+    pub(crate) fn render_command(&mut self, t: &Template, agent: Agent) -> String {
+        match t.render_quoted(self.vars, crate::quote::for_agent(agent)) {
+            Ok(s) => s,
+            // The same diagnostic as any unrendered template.
+            Err(_) => self.render(t),
         }
     }
 
@@ -327,8 +337,9 @@ pub(crate) fn lower_cell(
                 .as_ref()
                 .map(|s| cx.secret(ROOT_PASSWORD.into(), s, &mut exec));
             // A Windows install runs its `customize cloudbase-init` block at first logon.
-            let cloudbase_init = crate::windows::first_logon_customize(p)
-                .map(|c| crate::windows::cloudbase_params(c, |t| cx.render(t)));
+            let cloudbase_init = crate::windows::first_logon_customize(p).map(|c| {
+                crate::windows::cloudbase_params(c, |t| cx.render_command(t, Agent::CloudbaseInit))
+            });
             let windows = install.windows.as_ref().map(|w| {
                 let image = match &w.image {
                     WindowsImage::Name(t) => format!("name:{}", cx.render(t)),
@@ -601,7 +612,7 @@ fn lower_customize(
                 }
             }
             ModelStep::Run(cmd) => SeedAction::Run {
-                command: cx.render(cmd),
+                command: cx.render_command(cmd, agent),
             },
             ModelStep::User(u) => {
                 let name = cx.render(&u.name);

@@ -178,7 +178,8 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// The cloudbase-init part of a Windows install: the `customize cloudbase-init` block's plugins
-/// and `run` commands (rendered with `render`), run at first logon before sysprep.
+/// and `run` commands (rendered with `render`, which quotes values as PowerShell words), run at
+/// first logon before sysprep.
 pub(crate) fn cloudbase_params(
     customize: &m::Customize,
     mut render: impl FnMut(&Template) -> String,
@@ -234,7 +235,14 @@ pub(crate) fn params_for_cell(
     let language = render(&w.language);
     let timezone = render(&w.timezone);
     let computer_name = render(&w.computer_name);
-    let cloudbase_init = first_logon_customize(p).map(|c| cloudbase_params(c, &mut render));
+    let cloudbase_init = first_logon_customize(p).map(|c| {
+        cloudbase_params(c, |t| {
+            match t.render_quoted(vars, crate::quote::powershell_word) {
+                Ok(s) => s,
+                Err(_) => render(t),
+            }
+        })
+    });
     let params = WindowsParams {
         version: w.version.value.name(),
         arch: arch_name(w.arch.value),

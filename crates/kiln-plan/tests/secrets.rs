@@ -233,3 +233,35 @@ fn an_unknown_node_in_a_preseed_block_is_an_error() {
         "{rendered}"
     );
 }
+
+// A value inserted into a `run` line used to become shell syntax in the guest: a `--var` of
+// `x; curl … | sh` ran its own command as root. Values are now one `sh` word each.
+#[test]
+fn a_variable_in_a_run_line_is_one_shell_word() {
+    let text = PASSWORD_PIPELINE.replace(
+        "user \"ops\" {\n            password env=\"OPS_PASSWORD\"\n        }",
+        "run \"echo hello {who} >/etc/motd\"",
+    );
+    let text = text.replace(
+        "pipeline \"img\" {",
+        "pipeline \"img\" {\n    variables { who \"it's me; touch /owned\" }",
+    );
+    let ws = workspace(&text);
+    let p = plan(&ws, &digests(None));
+    let seed = p.step("img/customize-seed").unwrap();
+    let kiln_plan::step::StepParams::CustomizeSeed(params) = &seed.params else {
+        panic!("not a customize seed");
+    };
+    let commands: Vec<&str> = params
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            kiln_plan::step::SeedAction::Run { command } => Some(command.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        [r"echo hello 'it'\''s me; touch /owned' >/etc/motd"]
+    );
+}

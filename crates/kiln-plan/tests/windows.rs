@@ -157,7 +157,7 @@ fn windows_installs_fold_cloudbase_init_into_the_install_and_key_secrets_by_refe
     assert_eq!(w.language, "de-DE");
     assert_eq!(w.admin_password, "env:KILN_TEST_ADMIN_PASSWORD");
     let cb = w.cloudbase_init.as_ref().expect("cloudbase-init");
-    assert_eq!(cb.commands, ["Write-Output de-DE"]);
+    assert_eq!(cb.commands, ["Write-Output 'de-DE'"]);
     let image = image_from_params(w).expect("valid image");
     assert_eq!(image.locale.ui.as_str(), "de-DE");
     assert_eq!(image.first_logon.len(), 1);

@@ -174,6 +174,31 @@ impl Template {
         self.render_with(|name| vars.get(name).map(String::as_str))
     }
 
+    /// Renders with values from `vars`, each value passed through `quote` (the literal text is
+    /// kept as written): for commands, where a value must stay one word of the command's shell.
+    pub fn render_quoted(
+        &self,
+        vars: &BTreeMap<String, String>,
+        quote: impl Fn(&str) -> String,
+    ) -> Result<String, RenderError> {
+        let mut out = String::with_capacity(self.raw.len());
+        for part in &self.parts {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Var(var) => match vars.get(&var.name) {
+                    Some(value) => out.push_str(&quote(value)),
+                    None => {
+                        return Err(RenderError {
+                            name: var.name.clone(),
+                            span: var.span,
+                        });
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+
     /// Renders, asking `lookup` for each referenced variable.
     pub fn render_with<'a>(
         &self,

@@ -115,7 +115,7 @@ fn pipeline(prefix: &str, installer: &str, drivers: &str, msi: &str) -> String {
         plugin "cloudbaseinit.plugins.common.mtu.MTUPlugin"
         plugin "cloudbaseinit.plugins.windows.createuser.CreateUserPlugin"
         plugin "cloudbaseinit.plugins.common.setuserpassword.SetUserPasswordPlugin"
-        run "Write-Output 'customized {{language}}'"
+        run "Write-Output customized {{language}}"
     }}
     output format="qcow2" compression="none"
     publish glance name="{prefix}-ws2022-{{language}}" min-disk="1GiB" {{
