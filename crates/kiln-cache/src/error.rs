@@ -116,6 +116,17 @@ pub enum CacheError {
     },
 }
 
+/// An error and its `source()` chain, `: `-separated.
+pub(crate) fn chain_message(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
+}
+
 /// Attaches a path to an `io::Error`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T, CacheError>;

@@ -8,16 +8,19 @@
 //! - [`lock`]: inter-process POSIX record locks, compatible with Nova's.
 //! - [`memo`]: the hash memo (file identity → digests).
 //! - [`maintain`]: `ls`, `verify` and `prune`.
+//! - [`chain`], [`qcow2`]: which entry a qcow2 overlay backs onto, read from its header.
 //! - [`qemu_img`]: the `qemu-img` calls the cache needs.
 
 pub mod artifact;
 pub mod base;
+pub mod chain;
 pub mod error;
 mod fsutil;
 pub mod hash;
 pub mod lock;
 pub mod maintain;
 pub mod memo;
+pub mod qcow2;
 pub mod qemu_img;
 pub mod root;
 pub mod source;

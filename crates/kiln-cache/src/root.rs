@@ -10,6 +10,8 @@
 //!   artifacts-v1/.trash-<key>.*      an entry being deleted by prune
 //!   memo-v1/<sha1(path)>.json        hash memo: file identity → digests
 //!   locks/<prefix><name>             POSIX record locks, one per entry
+//!   runs/<run id>/                   a build's logs, consoles and guest scratch files; `run.lock`
+//!                                    is held while the build runs
 //! ```
 
 use std::env;
@@ -88,6 +90,11 @@ impl CacheRoot {
 
     pub fn memo_dir(&self) -> PathBuf {
         self.path.join("memo-v1")
+    }
+
+    /// Run folders of builds (`runs/<run id>/`: logs, consoles, guest scratch files).
+    pub fn runs_dir(&self) -> PathBuf {
+        self.path.join("runs")
     }
 
     pub fn locks_dir(&self) -> PathBuf {

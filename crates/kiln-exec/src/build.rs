@@ -66,7 +66,7 @@ impl BuildOptions {
     pub fn new(cache: impl Into<PathBuf>) -> Self {
         let cache: PathBuf = cache.into();
         Self {
-            runs_dir: cache.join("runs"),
+            runs_dir: CacheRoot::new(&cache).runs_dir(),
             cache: CacheRoot::new(cache),
             hosts: vec![Host::local()],
             pools: Pools::of_this_machine(),
@@ -566,6 +566,8 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
     prepare(&opts.runs_dir)?;
     let run_dir = opts.runs_dir.join(&opts.run_id);
     prepare(&run_dir)?;
+    // Held until the build returns: `kiln cache prune` leaves a run folder alone while it is held.
+    let _run_lock = kiln_cache::maintain::RunLock::acquire(&run_dir)?;
 
     let clouds = opts.publish.clone().map(|s| Arc::new(Clouds::new(s)));
     let steps = if opts.publish_only {
