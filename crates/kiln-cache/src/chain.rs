@@ -49,7 +49,10 @@ pub struct BadHeader {
     pub reason: String,
 }
 
-/// The references made by `files` (relative to `dir`) of one entry.
+/// The references made by the qcow2 files among `files` (relative to `dir`) of one artifact.
+///
+/// Only files named `*.qcow2` are read: kiln names every output by its format, and a raw disk's
+/// first bytes are written by its guest, which could forge a qcow2 header naming any file.
 pub(crate) fn refs_of(
     root: &CacheRoot,
     dir: &Path,
@@ -57,17 +60,15 @@ pub(crate) fn refs_of(
 ) -> (Vec<ChainRef>, Vec<BadHeader>) {
     let mut refs = Vec::new();
     let mut bad = Vec::new();
-    for rel in files {
-        let path = if rel.is_empty() {
-            dir.to_owned()
-        } else {
-            dir.join(rel)
-        };
+    for rel in files.iter().filter(|f| f.ends_with(".qcow2")) {
+        let path = dir.join(rel);
         match read_refs(&path) {
             Ok(None) => {}
             Ok(Some(r)) => {
-                for (kind, name) in [(RefKind::Backing, r.backing), (RefKind::DataFile, r.data_file)]
-                {
+                for (kind, name) in [
+                    (RefKind::Backing, r.backing),
+                    (RefKind::DataFile, r.data_file),
+                ] {
                     if let Some(name) = name {
                         refs.push(classify(root, &path, rel, kind, &name));
                     }
@@ -155,16 +156,30 @@ mod tests {
         let key = "ab".repeat(32);
         let sha1 = "0123456789abcdef0123456789abcdef01234567";
         let from = Path::new("/c/artifacts-v1/x/disk.qcow2");
-        let c = |name: &str| classify(&root, from, "disk.qcow2", RefKind::Backing, OsStr::new(name));
+        let c = |name: &str| {
+            classify(
+                &root,
+                from,
+                "disk.qcow2",
+                RefKind::Backing,
+                OsStr::new(name),
+            )
+        };
         let r = c(&format!("/c/artifacts-v1/{key}/disk.qcow2"));
         assert_eq!(r.entry.as_deref(), Some(key.as_str()));
         assert_eq!(r.entry_file.as_deref(), Some("disk.qcow2"));
         let r = c(&format!("../{key}/./sub/../disk.qcow2"));
         assert_eq!(r.entry.as_deref(), Some(key.as_str()));
-        assert_eq!(r.target, PathBuf::from(format!("/c/artifacts-v1/{key}/disk.qcow2")));
+        assert_eq!(
+            r.target,
+            PathBuf::from(format!("/c/artifacts-v1/{key}/disk.qcow2"))
+        );
         assert_eq!(c(&format!("/c/_base/{sha1}")).entry.as_deref(), Some(sha1));
         assert_eq!(c("/etc/shadow").entry, None);
-        assert_eq!(c(&format!("/c/artifacts-v1/.staging-{key}.1-0/disk.qcow2")).entry, None);
+        assert_eq!(
+            c(&format!("/c/artifacts-v1/.staging-{key}.1-0/disk.qcow2")).entry,
+            None
+        );
         assert_eq!(c(&format!("/c/_base/{sha1}.part")).entry, None);
         assert_eq!(c(&format!("/c/artifacts-v1/{key}")).entry, None);
     }

@@ -101,7 +101,7 @@ pub enum CacheError {
     #[error("the artifact builder for `{key}` wrote no output")]
     EmptyArtifact { key: String },
 
-    #[error("record `{path}` cannot be read")]
+    #[error("record `{path}` cannot be read; help: `kiln cache prune` removes the damaged entry")]
     Record {
         path: PathBuf,
         #[source]

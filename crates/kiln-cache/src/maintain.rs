@@ -32,7 +32,7 @@ mod prune;
 mod runs;
 
 pub use prune::{Kept, PrunePolicy, PruneReason, PruneReport, Pruned, prune, prune_at};
-pub use runs::{RUN_LOCK_FILE, RunLock};
+pub use runs::{RUN_LOCK_FILE, RunLock, idle_runs};
 
 /// Temporary record files older than this belong to dead writers.
 const TEMP_FILE_AGE: u64 = 600;
@@ -142,10 +142,11 @@ pub fn list(root: &CacheRoot) -> Result<Listing, CacheError> {
             continue;
         }
         if is_hex(&name, 40) {
-            let (record, damaged) = split_record::<BaseRecord>(
-                &root.base_meta_dir().join(format!("{name}.json")),
-            );
-            let (refs, bad_headers) = refs_of(root, &path, &[String::new()]);
+            let (record, damaged) =
+                split_record::<BaseRecord>(&root.base_meta_dir().join(format!("{name}.json")));
+            // `_base` originals never back onto anything: a fetch refuses images with backing or
+            // data files, and Nova's originals have none.
+            let (refs, bad_headers) = (Vec::new(), Vec::new());
             out.entries.push(EntryInfo {
                 kind: EntryKind::Base,
                 path,
@@ -278,9 +279,14 @@ pub enum Verdict {
     /// No record to compare with (a `_base` file kiln did not fetch).
     Unrecorded,
     /// The record cannot be read; `kiln cache prune` removes the entry so it can be built again.
-    BadRecord { reason: String },
+    BadRecord {
+        reason: String,
+    },
     /// A qcow2 file's header is invalid.
-    BadHeader { file: String, reason: String },
+    BadHeader {
+        file: String,
+        reason: String,
+    },
     /// A qcow2 file backs onto (or keeps its data in) a file that is gone.
     Dangling {
         file: String,
@@ -393,7 +399,6 @@ fn check_file(
     }
     Ok(Verdict::Ok)
 }
-
 
 /// The references of `e` resolve to files of complete entries.
 fn check_chain(e: &EntryInfo) -> Verdict {

@@ -19,6 +19,7 @@ const V2_HEADER_LEN: usize = 72;
 const MAX_BACKING_NAME: usize = 1023;
 const EXT_END: u32 = 0;
 const EXT_DATA_FILE: u32 = 0x4441_5441;
+const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
 /// Incompatible feature bit 2: the image's data lives in an external data file.
 const INCOMPAT_DATA_FILE: u64 = 1 << 2;
 
@@ -27,6 +28,8 @@ const INCOMPAT_DATA_FILE: u64 = 1 << 2;
 pub struct Qcow2Refs {
     /// The backing file name as stored (absolute, or relative to the image's folder).
     pub backing: Option<OsString>,
+    /// The backing file's format, when the header names it (`raw`, `qcow2`).
+    pub backing_format: Option<String>,
     /// The external data file, when the image has one (`Some(empty)` when the feature bit is set
     /// but the name extension is missing).
     pub data_file: Option<OsString>,
@@ -36,7 +39,11 @@ pub struct Qcow2Refs {
 #[derive(Debug, thiserror::Error)]
 pub enum Qcow2Error {
     #[error("the header is truncated: {what} needs bytes up to {end}, the file has {len}")]
-    Truncated { what: &'static str, end: u64, len: u64 },
+    Truncated {
+        what: &'static str,
+        end: u64,
+        len: u64,
+    },
     #[error("unsupported qcow2 version {0} (expected 2 or 3)")]
     Version(u32),
     #[error("cluster_bits {0} is out of range (9..=21)")]
@@ -45,10 +52,18 @@ pub enum Qcow2Error {
     HeaderLength(u32),
     #[error("the backing file name is {0} bytes long (at most 1023)")]
     BackingNameTooLong(u32),
-    #[error("the backing file name at offset {offset} ({size} bytes) lies outside the first cluster")]
+    #[error(
+        "the backing file name at offset {offset} ({size} bytes) lies outside the first cluster"
+    )]
     BackingOutOfBounds { offset: u64, size: u32 },
-    #[error("header extension {ext_type:#010x} at offset {offset} ({len} bytes) runs past the first cluster")]
-    Extension { ext_type: u32, offset: u64, len: u32 },
+    #[error(
+        "header extension {ext_type:#010x} at offset {offset} ({len} bytes) runs past the first cluster"
+    )]
+    Extension {
+        ext_type: u32,
+        offset: u64,
+        len: u32,
+    },
     #[error("reading the header failed")]
     Io(#[from] io::Error),
 }
@@ -162,10 +177,14 @@ fn parse(b: &[u8], len: u64) -> Result<Qcow2Refs, Qcow2Error> {
         if data + ext_len as usize > b.len() {
             return Err(truncated("a header extension", data + ext_len as usize));
         }
-        if ext_type == EXT_DATA_FILE {
-            let name = &b[data..data + ext_len as usize];
-            let name = name.split(|&c| c == 0).next().unwrap_or_default();
-            refs.data_file = Some(OsString::from_vec(name.to_vec()));
+        let value = &b[data..data + ext_len as usize];
+        let value = value.split(|&c| c == 0).next().unwrap_or_default();
+        match ext_type {
+            EXT_DATA_FILE => refs.data_file = Some(OsString::from_vec(value.to_vec())),
+            EXT_BACKING_FORMAT => {
+                refs.backing_format = Some(String::from_utf8_lossy(value).into_owned());
+            }
+            _ => {}
         }
         at = next;
     }
@@ -201,15 +220,33 @@ mod tests {
         std::fs::write(&base, vec![0u8; 1 << 20]).unwrap();
         let v3 = dir.path().join("v3.qcow2");
         let v2 = dir.path().join("v2.qcow2");
-        qemu_img(&["create", "-q", "-f", "qcow2", "-b", s(&base), "-F", "raw", s(&v3)]);
         qemu_img(&[
-            "create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "base.raw", "-F", "raw",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            s(&base),
+            "-F",
+            "raw",
+            s(&v3),
+        ]);
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "compat=0.10",
+            "-b",
+            "base.raw",
+            "-F",
+            "raw",
             s(&v2),
         ]);
-        assert_eq!(
-            read_refs(&v3).unwrap().unwrap().backing,
-            Some(base.clone().into_os_string())
-        );
+        let refs = read_refs(&v3).unwrap().unwrap();
+        assert_eq!(refs.backing, Some(base.clone().into_os_string()));
+        assert_eq!(refs.backing_format.as_deref(), Some("raw"));
         assert_eq!(
             read_refs(&v2).unwrap().unwrap().backing,
             Some(OsString::from("base.raw"))
@@ -286,7 +323,10 @@ mod tests {
         b[100..104].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(parse(&b, len), Err(Qcow2Error::HeaderLength(_))));
 
-        assert!(matches!(parse(&header(7), len), Err(Qcow2Error::Version(7))));
+        assert!(matches!(
+            parse(&header(7), len),
+            Err(Qcow2Error::Version(7))
+        ));
         assert!(matches!(
             parse(&header(3)[..50], 50),
             Err(Qcow2Error::Truncated { .. })

@@ -132,7 +132,11 @@ impl Cache {
 }
 
 fn removed_names(report: &kiln_cache::PruneReport) -> Vec<String> {
-    report.removed.iter().filter_map(|p| p.name.clone()).collect()
+    report
+        .removed
+        .iter()
+        .filter_map(|p| p.name.clone())
+        .collect()
 }
 
 #[test]
@@ -217,10 +221,7 @@ fn prune_by_size_takes_an_unrelated_entry_before_the_base_of_a_fresh_overlay() {
         NOW,
     )
     .unwrap();
-    assert_eq!(
-        removed_names(&report),
-        [custom.to_hex(), install.to_hex()]
-    );
+    assert_eq!(removed_names(&report), [custom.to_hex(), install.to_hex()]);
     assert!(report.removed.iter().all(|p| p.reason == PruneReason::Size));
     c.assert_all_open();
 }
@@ -259,7 +260,11 @@ fn verify_reports_a_dangling_overlay() {
     let custom = c.overlay(2, &install);
     fs::remove_dir_all(c.store.entry_dir(&install)).unwrap();
     let v = verify(&c.root).unwrap();
-    let got = &v.iter().find(|v| v.name == custom.to_hex()).unwrap().verdict;
+    let got = &v
+        .iter()
+        .find(|v| v.name == custom.to_hex())
+        .unwrap()
+        .verdict;
     assert_eq!(
         got,
         &Verdict::Dangling {
@@ -286,12 +291,20 @@ fn verify_reports_a_base_rebuilt_under_an_overlay() {
         })
         .unwrap();
     let v = verify(&c.root).unwrap();
-    let got = &v.iter().find(|v| v.name == custom.to_hex()).unwrap().verdict;
+    let got = &v
+        .iter()
+        .find(|v| v.name == custom.to_hex())
+        .unwrap()
+        .verdict;
     assert!(
         matches!(got, Verdict::BaseChanged { file, .. } if file == "disk.qcow2"),
         "{got:?}"
     );
-    let ok = &v.iter().find(|v| v.name == install.to_hex()).unwrap().verdict;
+    let ok = &v
+        .iter()
+        .find(|v| v.name == install.to_hex())
+        .unwrap()
+        .verdict;
     assert_eq!(ok, &Verdict::Ok);
 }
 
@@ -332,7 +345,10 @@ fn a_damaged_record_is_listed_reported_and_pruned_so_the_key_builds_again() {
     let c = Cache::new();
     let key = c.disk(1, "x");
     fs::write(c.store.entry_dir(&key).join("record.json"), b"{ not json").unwrap();
-    assert!(c.store.peek(&key).is_err(), "a damaged record reads as an error");
+    assert!(
+        c.store.peek(&key).is_err(),
+        "a damaged record reads as an error"
+    );
 
     let listing = list(&c.root).unwrap();
     assert_eq!(listing.entries.len(), 1);
@@ -348,4 +364,35 @@ fn a_damaged_record_is_listed_reported_and_pruned_so_the_key_builds_again() {
     assert!(c.store.peek(&key).unwrap().is_none());
     assert_eq!(c.disk(1, "x"), key);
     assert!(c.present(&key));
+}
+
+#[test]
+fn a_raw_disk_whose_guest_wrote_a_qcow2_header_is_not_taken_for_an_overlay() {
+    // A raw disk's first bytes are the guest's: a forged header must not pin another entry forever.
+    let c = Cache::new();
+    let install = c.disk(1, "install");
+    let custom = c.overlay(2, &install);
+    let header = fs::read(c.disk_path(&custom)).unwrap();
+    let key = ArtifactKey::from_bytes([7; 32]);
+    c.store
+        .get_or_build(&key, Default::default(), |s| {
+            fs::write(s.path("disk.raw"), &header[..4096])
+        })
+        .unwrap();
+    fs::remove_dir_all(c.store.entry_dir(&custom)).unwrap();
+    let listing = list(&c.root).unwrap();
+    assert!(listing.entries.iter().all(|e| e.refs.is_empty()));
+    c.set_last_used(&install, NOW - 10 * DAY);
+    c.set_last_used(&key, NOW);
+    let report = prune_at(
+        &c.root,
+        &PrunePolicy {
+            max_age: Some(Duration::from_secs(7 * DAY)),
+            ..Default::default()
+        },
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(removed_names(&report), [install.to_hex()]);
+    assert!(verify(&c.root).unwrap().iter().all(|v| !v.verdict.is_bad()));
 }

@@ -149,10 +149,7 @@ fn print_listing(root: &CacheRoot, listing: &Listing) {
 
 fn verify(root: &CacheRoot, format: Format) -> Result<u8, kiln_cache::CacheError> {
     let results = kiln_cache::verify(root)?;
-    let bad = results
-        .iter()
-        .filter(|v| v.verdict.is_bad())
-        .count();
+    let bad = results.iter().filter(|v| v.verdict.is_bad()).count();
     if format == Format::Json {
         json(&results);
     } else {
