@@ -180,19 +180,22 @@ impl Staging {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        Ok(HashingWriter::new(File::create(path)?, &RECORD_ALGOS))
+        let file = private_create(&path)?;
+        Ok(HashingWriter::new(file, &RECORD_ALGOS))
     }
 
     /// Fsyncs a file made with [`Staging::create`] and records its digests.
     pub fn commit_writer(&mut self, name: &str, writer: HashingWriter<File>) -> io::Result<()> {
         let (file, size, digests) = writer.into_parts();
         file.sync_all()?;
-        self.hashed
-            .insert(name.to_owned(), OutputRecord {
+        self.hashed.insert(
+            name.to_owned(),
+            OutputRecord {
                 size,
                 digests,
                 backing: None,
-            });
+            },
+        );
         Ok(())
     }
 }
@@ -260,7 +263,7 @@ impl ArtifactStore {
             .root
             .artifacts_dir()
             .join(format!(".staging-{hex}.{}", fsutil::unique_suffix()));
-        fs::create_dir_all(&staging_dir).at(&staging_dir)?;
+        crate::private::private_dir(&staging_dir).at(&staging_dir)?;
         let result = self.build_in(key, spec, &staging_dir, build);
         if result.is_err() {
             let _ = fs::remove_dir_all(&staging_dir);
@@ -289,6 +292,8 @@ impl ArtifactStore {
         let mut outputs = BTreeMap::new();
         for rel in list_files(staging_dir)? {
             let path = staging_dir.join(&rel);
+            // Tools (qemu-img, cp, xorriso) create files with the umask's mode.
+            crate::private::private_file(&path).at(&path)?;
             let out = match staging.hashed.remove(&rel) {
                 Some(known) => known,
                 None => {
@@ -376,6 +381,19 @@ impl ArtifactStore {
         }
         Ok(())
     }
+}
+
+/// Creates (truncates) `path` with mode `0600`.
+fn private_create(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::private::FILE_MODE)
+        .open(path)?;
+    crate::private::private_file(path)?;
+    Ok(file)
 }
 
 /// The sha256 of `file` in entry `entry` (an artifact key or a `_base` name) as its record gives it.

@@ -8,6 +8,7 @@
 //! - [`lock`]: inter-process POSIX record locks, compatible with Nova's.
 //! - [`memo`]: the hash memo (file identity → digests).
 //! - [`maintain`]: `ls`, `verify` and `prune`.
+//! - [`private`]: `0700` folders, `0600` files, and search for libvirt's QEMU user by ACL.
 //! - [`chain`], [`qcow2`]: which entry a qcow2 overlay backs onto, read from its header.
 //! - [`qemu_img`]: the `qemu-img` calls the cache needs.
 
@@ -20,6 +21,7 @@ pub mod hash;
 pub mod lock;
 pub mod maintain;
 pub mod memo;
+pub mod private;
 pub mod qcow2;
 pub mod qemu_img;
 pub mod root;

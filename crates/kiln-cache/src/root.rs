@@ -106,16 +106,17 @@ impl CacheRoot {
         self.locks_dir().join(format!("{}{name}", self.lock_prefix))
     }
 
-    /// Creates the layout's folders.
+    /// Creates the layout's folders, all `0700` (the root too: it holds built disks and logs).
     pub fn create_dirs(&self) -> Result<(), CacheError> {
         for dir in [
+            self.path.clone(),
             self.base_dir(),
             self.base_meta_dir(),
             self.artifacts_dir(),
             self.memo_dir(),
             self.locks_dir(),
         ] {
-            std::fs::create_dir_all(&dir).at(&dir)?;
+            crate::private::private_dir(&dir).at(&dir)?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ mod guest;
 mod host;
 mod hypervisor;
 mod libvirt;
+mod qemu_access;
 mod qemu_img;
 pub mod runners;
 pub mod scheduler;

@@ -105,3 +105,26 @@ pub(super) fn prune_runs(
     }
     Ok(())
 }
+
+/// Run folders under `runs` whose build is over (dead or finished), each returned with its lock
+/// held so no build can claim it meanwhile.
+pub fn idle_runs(runs: &Path) -> Result<Vec<(PathBuf, RunLock)>, CacheError> {
+    let rd = match fs::read_dir(runs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).at(runs),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.at(runs)?;
+        if !e.file_type().at(e.path())?.is_dir() {
+            continue;
+        }
+        let dir = e.path();
+        if let Some(lock) = EntryLock::try_acquire(&dir.join(RUN_LOCK_FILE))? {
+            out.push((dir, RunLock { _lock: lock }));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}

@@ -25,7 +25,6 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let base = cx.input("disk")?;
     let disk = staging.path("disk.qcow2");
     overlay(cx, base, &disk, p.grow_to_bytes)?;
-    super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let domain = guest.seeded_domain(disk, cx.input("seed")?.to_owned());
     let spec = guest.until_power_off(domain, CUSTOMIZE_OK, CUSTOMIZE_FAILED, DEFAULT_TIMEOUT);
     cx.log

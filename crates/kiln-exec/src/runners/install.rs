@@ -74,7 +74,6 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let format = disk_format(p.disk_format);
     let disk = staging.path(&format!("disk.{}", format.as_str()));
     super::copy_sparse(blank, &disk)?;
-    super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let source = cx.input("source")?.to_owned();
     let answer = cx.inputs.get("answer-media");
     let kernel_boot = match p.profile.boot_style() {
