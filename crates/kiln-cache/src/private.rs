@@ -95,7 +95,7 @@ fn read_acl(path: &Path, mode: u32) -> io::Result<Vec<Entry>> {
 
 fn parse_acl(b: &[u8]) -> io::Result<Vec<Entry>> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed POSIX ACL");
-    if b.len() < 4 || (b.len() - 4) % 8 != 0 {
+    if b.len() < 4 || !(b.len() - 4).is_multiple_of(8) {
         return Err(bad());
     }
     if u32::from_le_bytes(b[..4].try_into().expect("4")) != ACL_EA_VERSION {

@@ -124,7 +124,7 @@ fn parse(b: &[u8], len: u64) -> Result<Qcow2Refs, Qcow2Error> {
                 return Err(truncated("the version 3 header", 104));
             }
             let hl = be32(b, 100);
-            if hl < 104 || hl % 8 != 0 || hl as usize > cluster {
+            if hl < 104 || !hl.is_multiple_of(8) || hl as usize > cluster {
                 return Err(Qcow2Error::HeaderLength(hl));
             }
             (hl as usize, be64(b, 72))
