@@ -564,12 +564,8 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError
             source,
         })
     };
-    let cache_path = opts.cache.path().to_path_buf();
-    prepare(&cache_path)?;
+    // The layout, private (except Nova's own folders of a cache shared with Nova).
     opts.cache.create_dirs()?;
-    for dir in [opts.cache.artifacts_dir(), opts.cache.base_dir()] {
-        prepare(&dir)?;
-    }
     prepare(&opts.runs_dir)?;
     let run_dir = opts.runs_dir.join(&opts.run_id);
     prepare(&run_dir)?;
