@@ -159,6 +159,10 @@ fn prune_by_age_keeps_an_old_install_under_a_fresh_customize_overlay() {
     assert!(removed_names(&report).is_empty(), "{report:?}");
     assert!(c.present(&install) && c.present(&custom));
     assert!(opens(&c.disk_path(&custom)));
+    // The report says why the old install stayed.
+    assert_eq!(report.kept.len(), 1);
+    assert_eq!(report.kept[0].name, install.to_hex());
+    assert_eq!(report.kept[0].backs, [custom.to_hex()]);
 }
 
 #[test]

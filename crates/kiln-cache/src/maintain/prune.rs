@@ -142,14 +142,23 @@ pub fn prune_at(
         let damaged = e.damaged.is_some();
         let too_old = cutoff.is_some_and(|c| chains.effective_last_used(&e) < c);
         let too_big = policy.max_size.is_some_and(|m| remaining > m);
-        if !damaged && !too_old && !too_big {
-            continue;
-        }
         let backs: Vec<String> = chains
             .dependents(&e.name)
             .filter(|d| !removed.contains(*d))
             .cloned()
             .collect();
+        // Old by its own use, young through an overlay on it: say why it stays.
+        let own_old = cutoff.is_some_and(|c| e.last_used < c);
+        if !damaged && !too_old && !too_big {
+            if own_old && !backs.is_empty() {
+                report.kept.push(Kept {
+                    path: e.path,
+                    name: e.name,
+                    backs,
+                });
+            }
+            continue;
+        }
         if !backs.is_empty() {
             report.kept.push(Kept {
                 path: e.path,
