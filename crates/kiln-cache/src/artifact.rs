@@ -89,6 +89,21 @@ impl<'de> Deserialize<'de> for ArtifactKey {
 pub struct OutputRecord {
     pub size: u64,
     pub digests: Digests,
+    /// For a qcow2 overlay on another entry's file: that file and its sha256 when the overlay was
+    /// made, so `verify` can tell a rebuilt (different) base from the one the overlay was made on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<BackingRecord>,
+}
+
+/// The base an overlay was made on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackingRecord {
+    /// The entry (artifact key or `_base` name).
+    pub entry: String,
+    /// The file inside it (empty for a `_base` file).
+    pub file: String,
+    /// Its sha256 as its own record gave it.
+    pub sha256: String,
 }
 
 /// `record.json` of an entry.
@@ -165,15 +180,22 @@ impl Staging {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        Ok(HashingWriter::new(File::create(path)?, &RECORD_ALGOS))
+        let file = private_create(&path)?;
+        Ok(HashingWriter::new(file, &RECORD_ALGOS))
     }
 
     /// Fsyncs a file made with [`Staging::create`] and records its digests.
     pub fn commit_writer(&mut self, name: &str, writer: HashingWriter<File>) -> io::Result<()> {
         let (file, size, digests) = writer.into_parts();
         file.sync_all()?;
-        self.hashed
-            .insert(name.to_owned(), OutputRecord { size, digests });
+        self.hashed.insert(
+            name.to_owned(),
+            OutputRecord {
+                size,
+                digests,
+                backing: None,
+            },
+        );
         Ok(())
     }
 }
@@ -241,7 +263,7 @@ impl ArtifactStore {
             .root
             .artifacts_dir()
             .join(format!(".staging-{hex}.{}", fsutil::unique_suffix()));
-        fs::create_dir_all(&staging_dir).at(&staging_dir)?;
+        crate::private::private_dir(&staging_dir).at(&staging_dir)?;
         let result = self.build_in(key, spec, &staging_dir, build);
         if result.is_err() {
             let _ = fs::remove_dir_all(&staging_dir);
@@ -270,19 +292,39 @@ impl ArtifactStore {
         let mut outputs = BTreeMap::new();
         for rel in list_files(staging_dir)? {
             let path = staging_dir.join(&rel);
+            // Tools (qemu-img, cp, xorriso) create files with the umask's mode.
+            crate::private::private_file(&path).at(&path)?;
             let out = match staging.hashed.remove(&rel) {
                 Some(known) => known,
                 None => {
                     // Written by an external tool: hash it now, and make it durable.
                     File::open(&path).at(&path)?.sync_all().at(&path)?;
                     let (size, digests) = hash_file(&path, &RECORD_ALGOS).at(&path)?;
-                    OutputRecord { size, digests }
+                    OutputRecord {
+                        size,
+                        digests,
+                        backing: None,
+                    }
                 }
             };
             outputs.insert(rel, out);
         }
         if outputs.is_empty() {
             return Err(CacheError::EmptyArtifact { key: key.to_hex() });
+        }
+        let names: Vec<String> = outputs.keys().cloned().collect();
+        let (refs, _) = crate::chain::refs_of(&self.root, staging_dir, &names);
+        for r in refs {
+            if let (Some(entry), Some(file)) = (&r.entry, &r.entry_file)
+                && let Some(sha256) = entry_sha256(&self.root, entry, file)
+                && let Some(out) = outputs.get_mut(&r.file)
+            {
+                out.backing = Some(BackingRecord {
+                    entry: entry.clone(),
+                    file: file.clone(),
+                    sha256,
+                });
+            }
         }
         let now = now_secs();
         let record = ArtifactRecord {
@@ -338,6 +380,32 @@ impl ArtifactStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Creates (truncates) `path` with mode `0600`.
+fn private_create(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::private::FILE_MODE)
+        .open(path)?;
+    crate::private::private_file(path)?;
+    Ok(file)
+}
+
+/// The sha256 of `file` in entry `entry` (an artifact key or a `_base` name) as its record gives it.
+pub(crate) fn entry_sha256(root: &CacheRoot, entry: &str, file: &str) -> Option<String> {
+    if entry.len() == 64 {
+        let record: ArtifactRecord =
+            read_record(&root.artifacts_dir().join(entry).join(RECORD_FILE)).ok()??;
+        record.outputs.get(file)?.digests.sha256.clone()
+    } else {
+        let record: crate::base::BaseRecord =
+            read_record(&root.base_meta_dir().join(format!("{entry}.json"))).ok()??;
+        record.digests.sha256.clone()
     }
 }
 

@@ -458,6 +458,7 @@ impl BaseCache {
         let fetched = match resolved {
             Resolved::Local { path, identity } => {
                 fs::copy(&path, part).at(part)?;
+                crate::private::private_file(part).at(part)?;
                 // The copy is the bytes we hashed only if the source did not change meanwhile.
                 if FileIdentity::stat(&path)? != identity {
                     return Err(CacheError::SourceChanged {
@@ -529,6 +530,7 @@ impl BaseCache {
                 stored_format = Some(format.as_str().to_owned());
             }
         }
+        crate::private::private_file(ready).at(ready)?;
         fs::rename(ready, final_path).at(final_path)?;
         fsutil::sync_parent(final_path)?;
         let size = fs::metadata(final_path).at(final_path)?.len();
@@ -576,6 +578,7 @@ fn stream_to(
     total: Option<u64>,
 ) -> Result<Digests, CacheError> {
     let file = File::create(part).at(part)?;
+    crate::private::private_file(part).at(part)?;
     let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file), algos);
     let report = |done| {
         if let Some(p) = progress {

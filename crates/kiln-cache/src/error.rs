@@ -116,7 +116,7 @@ pub enum CacheError {
     #[error("the artifact builder for `{key}` wrote no output")]
     EmptyArtifact { key: String },
 
-    #[error("record `{path}` cannot be read")]
+    #[error("record `{path}` cannot be read; help: `kiln cache prune` removes the damaged entry")]
     Record {
         path: PathBuf,
         #[source]
@@ -129,6 +129,17 @@ pub enum CacheError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// An error and its `source()` chain, `: `-separated.
+pub(crate) fn chain_message(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
 }
 
 /// Attaches a path to an `io::Error`.

@@ -29,7 +29,16 @@ pub(crate) fn temp_sibling(path: &Path, tag: &str) -> PathBuf {
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let tmp = temp_sibling(path, "tmp");
     let result = (|| {
-        let mut f = File::create(&tmp).at(&tmp)?;
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(crate::private::FILE_MODE)
+                .open(&tmp)
+                .at(&tmp)?
+        };
+        crate::private::private_file(&tmp).at(&tmp)?;
         f.write_all(bytes).at(&tmp)?;
         f.sync_all().at(&tmp)?;
         fs::rename(&tmp, path).at(path)?;

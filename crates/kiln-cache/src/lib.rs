@@ -8,16 +8,21 @@
 //! - [`lock`]: inter-process POSIX record locks, compatible with Nova's.
 //! - [`memo`]: the hash memo (file identity → digests).
 //! - [`maintain`]: `ls`, `verify` and `prune`.
+//! - [`private`]: `0700` folders, `0600` files, and search for libvirt's QEMU user by ACL.
+//! - [`chain`], [`qcow2`]: which entry a qcow2 overlay backs onto, read from its header.
 //! - [`qemu_img`]: the `qemu-img` calls the cache needs.
 
 pub mod artifact;
 pub mod base;
+pub mod chain;
 pub mod error;
 mod fsutil;
 pub mod hash;
 pub mod lock;
 pub mod maintain;
 pub mod memo;
+pub mod private;
+pub mod qcow2;
 pub mod qemu_img;
 pub mod root;
 mod secret_key;

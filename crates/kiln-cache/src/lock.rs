@@ -56,15 +56,22 @@ impl EntryLock {
     }
 }
 
+/// Opens (creates `0600`) a lock file in a `0700` folder, never through a symlink: another user can
+/// neither create the file first nor point it elsewhere, so nobody else can hold a kiln key's lock.
 fn open(path: &Path) -> Result<File, CacheError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).at(dir)?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent()
+        && !dir.is_dir()
+    {
+        crate::private::private_dir(dir).at(dir)?;
     }
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(crate::private::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .at(path)
 }
@@ -109,5 +116,25 @@ mod tests {
         drop(first);
         waiter.join().unwrap().unwrap();
         assert!(EntryLock::try_acquire(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_lock_file_planted_as_a_symlink_is_refused_and_the_locks_folder_is_private() {
+        // A symlink in `locks/` would let its owner's file (which they can hold open) stand for a key.
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        let held = EntryLock::acquire(&locks.join("kiln-a")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&locks), 0o700);
+        assert_eq!(mode(held.path()), 0o600);
+        let elsewhere = dir.path().join("theirs");
+        std::fs::write(&elsewhere, b"").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, locks.join("kiln-b")).unwrap();
+        let err = EntryLock::try_acquire(&locks.join("kiln-b")).unwrap_err();
+        let CacheError::Io { source, .. } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(source.raw_os_error(), Some(libc::ELOOP));
     }
 }

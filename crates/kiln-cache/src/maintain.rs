@@ -6,22 +6,33 @@
 //! killed writers, but only after taking the entry's lock, so a live writer's files are never touched.
 //! In `_base` only Nova "originals" (40 hex characters) are considered; `ephemeral_*`, `swap_*` and
 //! anything else are left alone.
+//!
+//! Entries are not independent: a qcow2 overlay artifact backs onto another entry's file by path
+//! ([`crate::chain`]). Prune keeps a chain together (a base stays while any overlay on it stays) and
+//! verify reports dangling, foreign or changed bases. An entry whose record cannot be read is listed
+//! as damaged, reported by verify and removed by prune, so its key can be built again.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::artifact::{ArtifactKey, ArtifactRecord, RECORD_FILE, list_files};
+use crate::artifact::{ArtifactRecord, RECORD_FILE, entry_sha256, list_files};
 use crate::base::{BaseRecord, read_record};
-use crate::error::{CacheError, IoContext};
-use crate::fsutil::{self, now_secs, remove_if_exists};
+use crate::chain::{BadHeader, ChainRef, RefKind, refs_of};
+use crate::error::{CacheError, IoContext, chain_message};
+use crate::fsutil::now_secs;
 use crate::hash::{Algo, hash_file};
 use crate::lock::EntryLock;
 use crate::root::CacheRoot;
+
+mod prune;
+mod runs;
+
+pub use prune::{Kept, PrunePolicy, PruneReason, PruneReport, Pruned, prune, prune_at};
+pub use runs::{RUN_LOCK_FILE, RunLock, idle_runs};
 
 /// Temporary record files older than this belong to dead writers.
 const TEMP_FILE_AGE: u64 = 600;
@@ -50,6 +61,15 @@ pub struct EntryInfo {
     pub origin: Option<String>,
     /// False for `_base` files kiln has no record of (seeded by Nova, or not yet adopted).
     pub recorded: bool,
+    /// Why the entry's record cannot be read, when it cannot (prune removes such an entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
+    /// Files of other entries (or outside the cache) that this entry's qcow2 files refer to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<ChainRef>,
+    /// Files whose qcow2 header is invalid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bad_headers: Vec<BadHeader>,
 }
 
 /// A leftover of a writer that died.
@@ -99,7 +119,15 @@ fn read_dir_or_empty(dir: &Path) -> Result<Vec<fs::DirEntry>, CacheError> {
     }
 }
 
-/// Lists complete entries and strays.
+/// A record, or why it cannot be read (`(None, None)`: there is none).
+fn split_record<T: serde::de::DeserializeOwned>(path: &Path) -> (Option<T>, Option<String>) {
+    match read_record(path) {
+        Ok(r) => (r, None),
+        Err(e) => (None, Some(chain_message(&e))),
+    }
+}
+
+/// Lists complete entries (damaged ones included) and strays.
 pub fn list(root: &CacheRoot) -> Result<Listing, CacheError> {
     let mut out = Listing::default();
     let now = now_secs();
@@ -114,8 +142,11 @@ pub fn list(root: &CacheRoot) -> Result<Listing, CacheError> {
             continue;
         }
         if is_hex(&name, 40) {
-            let record: Option<BaseRecord> =
-                read_record(&root.base_meta_dir().join(format!("{name}.json"))).unwrap_or(None);
+            let (record, damaged) =
+                split_record::<BaseRecord>(&root.base_meta_dir().join(format!("{name}.json")));
+            // `_base` originals never back onto anything: a fetch refuses images with backing or
+            // data files, and Nova's originals have none.
+            let (refs, bad_headers) = (Vec::new(), Vec::new());
             out.entries.push(EntryInfo {
                 kind: EntryKind::Base,
                 path,
@@ -126,7 +157,10 @@ pub fn list(root: &CacheRoot) -> Result<Listing, CacheError> {
                     .map_or(meta.mtime().max(0) as u64, |r| r.last_used),
                 users: record.as_ref().map(|r| r.users.clone()).unwrap_or_default(),
                 origin: record.as_ref().map(|r| r.origin.clone()),
-                recorded: record.is_some(),
+                recorded: record.is_some() || damaged.is_some(),
+                damaged,
+                refs,
+                bad_headers,
                 name,
             });
         } else if let Some((owner, _)) = name
@@ -147,20 +181,48 @@ pub fn list(root: &CacheRoot) -> Result<Listing, CacheError> {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
         if is_hex(&name, 64) {
-            let record: Option<ArtifactRecord> =
-                read_record(&path.join(RECORD_FILE)).unwrap_or(None);
-            let Some(record) = record else { continue };
-            out.entries.push(EntryInfo {
-                kind: EntryKind::Artifact,
-                size: record.size(),
-                disk_usage: dir_usage(&path),
-                last_used: record.last_used,
-                users: record.users.clone(),
-                origin: Some(record.kind.clone()),
-                recorded: true,
-                path,
-                name,
-            });
+            let (record, damaged) = split_record::<ArtifactRecord>(&path.join(RECORD_FILE));
+            let files = list_files(&path).unwrap_or_default();
+            let (refs, bad_headers) = refs_of(root, &path, &files);
+            let entry = match (record, damaged) {
+                (Some(record), _) => EntryInfo {
+                    kind: EntryKind::Artifact,
+                    size: record.size(),
+                    disk_usage: dir_usage(&path),
+                    last_used: record.last_used,
+                    users: record.users.clone(),
+                    origin: Some(record.kind.clone()),
+                    recorded: true,
+                    damaged: None,
+                    refs,
+                    bad_headers,
+                    path,
+                    name,
+                },
+                (None, Some(why)) => EntryInfo {
+                    kind: EntryKind::Artifact,
+                    size: files
+                        .iter()
+                        .filter_map(|f| fs::metadata(path.join(f)).ok())
+                        .map(|m| m.len())
+                        .sum(),
+                    disk_usage: dir_usage(&path),
+                    // Unknown: the oldest possible, so a size limit removes it first.
+                    last_used: 0,
+                    users: BTreeSet::new(),
+                    origin: None,
+                    recorded: true,
+                    damaged: Some(why),
+                    refs,
+                    bad_headers,
+                    path,
+                    name,
+                },
+                // No record: a folder kiln did not complete (entries are renamed into place
+                // with their record), or not a folder at all.
+                (None, None) => continue,
+            };
+            out.entries.push(entry);
         } else if let Some(rest) = name
             .strip_prefix(".staging-")
             .or_else(|| name.strip_prefix(".trash-"))
@@ -216,6 +278,41 @@ pub enum Verdict {
     },
     /// No record to compare with (a `_base` file kiln did not fetch).
     Unrecorded,
+    /// The record cannot be read; `kiln cache prune` removes the entry so it can be built again.
+    BadRecord {
+        reason: String,
+    },
+    /// A qcow2 file's header is invalid.
+    BadHeader {
+        file: String,
+        reason: String,
+    },
+    /// A qcow2 file backs onto (or keeps its data in) a file that is gone.
+    Dangling {
+        file: String,
+        kind: RefKind,
+        target: PathBuf,
+    },
+    /// A qcow2 file refers to a file that is not part of a complete cache entry.
+    Foreign {
+        file: String,
+        kind: RefKind,
+        target: PathBuf,
+    },
+    /// The base under an overlay is not the one the overlay was made on (its key was rebuilt).
+    BaseChanged {
+        file: String,
+        target: PathBuf,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl Verdict {
+    /// True when the entry is unusable or untrustworthy as it is.
+    pub fn is_bad(&self) -> bool {
+        !matches!(self, Verdict::Ok | Verdict::Unrecorded)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -233,24 +330,38 @@ pub fn verify(root: &CacheRoot) -> Result<Vec<Verified>, CacheError> {
         let _lock = EntryLock::acquire(&root.lock_path(&e.name))?;
         let verdict = match e.kind {
             EntryKind::Base => {
-                let record: Option<BaseRecord> =
-                    read_record(&root.base_meta_dir().join(format!("{}.json", e.name)))?;
-                match record {
-                    None => Verdict::Unrecorded,
-                    Some(r) => check_file(&e.path, &e.name, &r.digests, r.size)?,
+                match split_record::<BaseRecord>(
+                    &root.base_meta_dir().join(format!("{}.json", e.name)),
+                ) {
+                    (_, Some(reason)) => Verdict::BadRecord { reason },
+                    (None, None) => Verdict::Unrecorded,
+                    (Some(r), None) => check_file(&e.path, &e.name, &r.digests, r.size)?,
                 }
             }
             EntryKind::Artifact => {
-                let record: Option<ArtifactRecord> = read_record(&e.path.join(RECORD_FILE))?;
-                let mut verdict = Verdict::Ok;
-                for (file, o) in record.map(|r| r.outputs).unwrap_or_default() {
-                    verdict = check_file(&e.path.join(&file), &file, &o.digests, o.size)?;
-                    if verdict != Verdict::Ok {
-                        break;
+                match split_record::<ArtifactRecord>(&e.path.join(RECORD_FILE)) {
+                    (_, Some(reason)) => Verdict::BadRecord { reason },
+                    (None, None) => continue,
+                    (Some(record), None) => {
+                        let mut verdict = Verdict::Ok;
+                        for (file, o) in &record.outputs {
+                            verdict = check_file(&e.path.join(file), file, &o.digests, o.size)?;
+                            if verdict == Verdict::Ok {
+                                verdict = check_base(root, file, o.backing.as_ref(), &e.refs);
+                            }
+                            if verdict != Verdict::Ok {
+                                break;
+                            }
+                        }
+                        verdict
                     }
                 }
-                verdict
             }
+        };
+        let verdict = if verdict == Verdict::Ok {
+            check_chain(&e)
+        } else {
+            verdict
         };
         out.push(Verified {
             kind: e.kind,
@@ -289,176 +400,57 @@ fn check_file(
     Ok(Verdict::Ok)
 }
 
-/// What to prune.
-#[derive(Clone, Debug, Default)]
-pub struct PrunePolicy {
-    /// Remove entries unused for longer than this.
-    pub max_age: Option<Duration>,
-    /// Then remove least-recently-used entries until the total disk usage fits.
-    pub max_size: Option<u64>,
-    /// Report only.
-    pub dry_run: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PruneReason {
-    /// Leftover of a killed writer.
-    Stray,
-    /// Unused for longer than the age limit.
-    Age,
-    /// Least recently used while over the size limit.
-    Size,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Pruned {
-    pub path: PathBuf,
-    pub name: Option<String>,
-    pub disk_usage: u64,
-    pub reason: PruneReason,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PruneReport {
-    /// Removed (or, in a dry run, would be removed).
-    pub removed: Vec<Pruned>,
-    /// Entries or strays skipped because a live process holds their lock.
-    pub busy: Vec<PathBuf>,
-    /// Disk usage of the entries that remain.
-    pub remaining: u64,
-    pub dry_run: bool,
-}
-
-impl PruneReport {
-    pub fn freed(&self) -> u64 {
-        self.removed.iter().map(|p| p.disk_usage).sum()
-    }
-}
-
-/// Applies `policy`. Every removal happens under the entry's lock.
-pub fn prune(root: &CacheRoot, policy: &PrunePolicy) -> Result<PruneReport, CacheError> {
-    prune_at(root, policy, now_secs())
-}
-
-/// [`prune`] as if the time were `now` (seconds since the epoch).
-pub fn prune_at(
-    root: &CacheRoot,
-    policy: &PrunePolicy,
-    now: u64,
-) -> Result<PruneReport, CacheError> {
-    let listing = list(root)?;
-    let mut report = PruneReport {
-        dry_run: policy.dry_run,
-        ..PruneReport::default()
-    };
-
-    for stray in listing.strays {
-        let _lock = match &stray.owner {
-            Some(owner) => match EntryLock::try_acquire(&root.lock_path(owner))? {
-                Some(l) => Some(l),
-                None => {
-                    report.busy.push(stray.path);
-                    continue;
-                }
-            },
-            None => None,
+/// The references of `e` resolve to files of complete entries.
+fn check_chain(e: &EntryInfo) -> Verdict {
+    if let Some(b) = e.bad_headers.first() {
+        return Verdict::BadHeader {
+            file: b.file.clone(),
+            reason: b.reason.clone(),
         };
-        if !policy.dry_run {
-            remove_path(&stray.path)?;
-        }
-        report.removed.push(Pruned {
-            path: stray.path,
-            name: stray.owner,
-            disk_usage: stray.disk_usage,
-            reason: PruneReason::Stray,
-        });
     }
-
-    let mut entries = listing.entries;
-    entries.sort_by_key(|e| (e.last_used, e.kind, e.name.clone()));
-    let mut remaining: u64 = entries.iter().map(|e| e.disk_usage).sum();
-    let cutoff = policy.max_age.map(|a| now.saturating_sub(a.as_secs()));
-
-    for e in entries {
-        let too_old = cutoff.is_some_and(|c| e.last_used < c);
-        let too_big = policy.max_size.is_some_and(|m| remaining > m);
-        if !too_old && !too_big {
-            continue;
-        }
-        let Some(_lock) = EntryLock::try_acquire(&root.lock_path(&e.name))? else {
-            report.busy.push(e.path);
-            continue;
-        };
-        // Re-check under the lock, as Nova does: a build may have just used it.
-        let last_used = current_last_used(root, &e)?;
-        let Some(last_used) = last_used else { continue };
-        let reason = if cutoff.is_some_and(|c| last_used < c) {
-            PruneReason::Age
-        } else if too_big {
-            PruneReason::Size
-        } else {
-            continue;
-        };
-        if !policy.dry_run {
-            remove_entry(root, &e)?;
-        }
-        remaining -= e.disk_usage;
-        report.removed.push(Pruned {
-            path: e.path,
-            name: Some(e.name),
-            disk_usage: e.disk_usage,
-            reason,
-        });
-    }
-    report.remaining = remaining;
-    Ok(report)
-}
-
-/// The entry's last use as recorded now, or `None` if it has gone.
-fn current_last_used(root: &CacheRoot, e: &EntryInfo) -> Result<Option<u64>, CacheError> {
-    match e.kind {
-        EntryKind::Base => {
-            let Ok(meta) = fs::metadata(&e.path) else {
-                return Ok(None);
+    for r in &e.refs {
+        if r.target.as_os_str().is_empty() || !r.target.exists() {
+            return Verdict::Dangling {
+                file: r.file.clone(),
+                kind: r.kind,
+                target: r.target.clone(),
             };
-            let record: Option<BaseRecord> =
-                read_record(&root.base_meta_dir().join(format!("{}.json", e.name)))?;
-            Ok(Some(
-                record.map_or(meta.mtime().max(0) as u64, |r| r.last_used),
-            ))
         }
-        EntryKind::Artifact => {
-            let record: Option<ArtifactRecord> = read_record(&e.path.join(RECORD_FILE))?;
-            Ok(record.map(|r| r.last_used))
+        if r.entry.is_none() {
+            return Verdict::Foreign {
+                file: r.file.clone(),
+                kind: r.kind,
+                target: r.target.clone(),
+            };
         }
     }
+    Verdict::Ok
 }
 
-fn remove_entry(root: &CacheRoot, e: &EntryInfo) -> Result<(), CacheError> {
-    match e.kind {
-        EntryKind::Base => {
-            remove_if_exists(&e.path)?;
-            remove_if_exists(&root.base_meta_dir().join(format!("{}.json", e.name)))?;
-            Ok(())
-        }
-        EntryKind::Artifact => {
-            // Rename first: a half-deleted folder must never look like an entry.
-            let key: ArtifactKey = e.name.parse()?;
-            let trash = root
-                .artifacts_dir()
-                .join(format!(".trash-{key}.{}", fsutil::unique_suffix()));
-            fs::rename(&e.path, &trash).at(&e.path)?;
-            fs::remove_dir_all(&trash).at(&trash)
-        }
-    }
-}
-
-fn remove_path(path: &Path) -> Result<(), CacheError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).at(path),
-        Ok(_) => remove_if_exists(path).map(drop),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at(path),
+/// The base under output `file` is still the one it was made on.
+fn check_base(
+    root: &CacheRoot,
+    file: &str,
+    made_on: Option<&crate::artifact::BackingRecord>,
+    refs: &[ChainRef],
+) -> Verdict {
+    let Some(made_on) = made_on else {
+        return Verdict::Ok;
+    };
+    let target = refs
+        .iter()
+        .find(|r| r.file == file && r.kind == RefKind::Backing)
+        .map(|r| r.target.clone())
+        .unwrap_or_default();
+    match entry_sha256(root, &made_on.entry, &made_on.file) {
+        Some(now) if now == made_on.sha256 => Verdict::Ok,
+        // A missing base is reported as dangling by the chain check.
+        None if !target.exists() => Verdict::Ok,
+        now => Verdict::BaseChanged {
+            file: file.to_owned(),
+            target,
+            expected: format!("sha256:{}", made_on.sha256),
+            actual: now.map_or_else(|| "no record".to_owned(), |s| format!("sha256:{s}")),
+        },
     }
 }

@@ -152,7 +152,7 @@ impl HashMemo {
         identity: FileIdentity,
         digests: &Digests,
     ) -> Result<(), CacheError> {
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        crate::private::private_dir(&self.dir).at(&self.dir)?;
         let entry = MemoEntry {
             format: FORMAT,
             path: abs.to_owned(),

@@ -11,6 +11,8 @@
 //!   memo-v1/<sha1(path)>.json        hash memo: file identity → digests
 //!   locks/<prefix><name>             POSIX record locks, one per entry
 //!   secret-key                       32 random bytes (0600): the HMAC key secrets are keyed by
+//!   runs/<run id>/                   a build's logs, consoles and guest scratch files; `run.lock`
+//!                                    is held while the build runs
 //! ```
 
 use std::env;
@@ -20,6 +22,8 @@ use crate::error::{CacheError, IoContext};
 
 /// Lock file prefix used by default; Nova uses `nova-` (see [`CacheRoot::with_lock_prefix`]).
 pub const DEFAULT_LOCK_PREFIX: &str = "kiln-";
+/// Nova's lock prefix: a root using it is Nova's `instances_path`.
+pub const NOVA_LOCK_PREFIX: &str = "nova-";
 
 /// A cache directory.
 #[derive(Clone, Debug)]
@@ -91,6 +95,11 @@ impl CacheRoot {
         self.path.join("memo-v1")
     }
 
+    /// Run folders of builds (`runs/<run id>/`: logs, consoles, guest scratch files).
+    pub fn runs_dir(&self) -> PathBuf {
+        self.path.join("runs")
+    }
+
     pub fn locks_dir(&self) -> PathBuf {
         self.path.join("locks")
     }
@@ -100,16 +109,21 @@ impl CacheRoot {
         self.locks_dir().join(format!("{}{name}", self.lock_prefix))
     }
 
-    /// Creates the layout's folders.
+    /// Creates the layout's folders, all `0700` (the root too: it holds built disks and logs).
+    ///
+    /// A root shared with Nova (lock prefix `nova-`) is Nova's `instances_path`: it, `_base` and
+    /// `locks` are Nova's, and nova-compute and its guests need them as they are, so their modes are
+    /// left alone; kiln's own folders are made private all the same.
     pub fn create_dirs(&self) -> Result<(), CacheError> {
-        for dir in [
-            self.base_dir(),
-            self.base_meta_dir(),
-            self.artifacts_dir(),
-            self.memo_dir(),
-            self.locks_dir(),
-        ] {
-            std::fs::create_dir_all(&dir).at(&dir)?;
+        for dir in [self.path.clone(), self.base_dir(), self.locks_dir()] {
+            if self.lock_prefix == NOVA_LOCK_PREFIX {
+                std::fs::create_dir_all(&dir).at(&dir)?;
+            } else {
+                crate::private::private_dir(&dir).at(&dir)?;
+            }
+        }
+        for dir in [self.base_meta_dir(), self.artifacts_dir(), self.memo_dir()] {
+            crate::private::private_dir(&dir).at(&dir)?;
         }
         Ok(())
     }
@@ -150,6 +164,35 @@ mod tests {
             PathBuf::from("/h/.cache/kiln")
         );
         assert!(matches!(resolve(&[]), Err(CacheError::NoCacheDir)));
+    }
+
+    #[test]
+    fn the_layout_is_private_but_a_root_shared_with_nova_keeps_novas_modes() {
+        // Tightening Nova's instances_path would lock nova-compute's own guests out of their disks.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let own = CacheRoot::new(tmp.path().join("own"));
+        std::fs::create_dir(own.path()).unwrap();
+        std::fs::set_permissions(own.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        own.create_dirs().unwrap();
+        for d in [
+            own.path().to_owned(),
+            own.base_dir(),
+            own.artifacts_dir(),
+            own.locks_dir(),
+        ] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        let nova = CacheRoot::new(tmp.path().join("nova")).with_lock_prefix(NOVA_LOCK_PREFIX);
+        std::fs::create_dir_all(nova.base_dir()).unwrap();
+        for d in [nova.path().to_owned(), nova.base_dir()] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        nova.create_dirs().unwrap();
+        assert_eq!(mode(nova.path()), 0o755);
+        assert_eq!(mode(&nova.base_dir()), 0o755);
+        assert_eq!(mode(&nova.artifacts_dir()), 0o700);
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl BuildOptions {
     pub fn new(cache: impl Into<PathBuf>) -> Self {
         let cache: PathBuf = cache.into();
         Self {
-            runs_dir: cache.join("runs"),
+            runs_dir: CacheRoot::new(&cache).runs_dir(),
             cache: CacheRoot::new(cache),
             hosts: vec![Host::local()],
             pools: Pools::of_this_machine(),
@@ -305,9 +305,18 @@ impl Runner<'_> {
         slot.conn
             .get_or_init(|| {
                 let lv = Libvirt::connect(&slot.host.uri).map_err(|e| e.to_string())?;
-                let probe_dir = self.env.run_dir.join("accel-probe");
-                std::fs::create_dir_all(&probe_dir).map_err(|e| e.to_string())?;
-                let _ = runners::make_reachable(&probe_dir);
+                // One folder per host: hosts connect concurrently.
+                let probe_dir = self.env.run_dir.join(format!("accel-probe-{h}"));
+                runners::private_dir(&probe_dir).map_err(|e| e.to_string())?;
+                if crate::qemu_access::is_local_system(&slot.host.uri)
+                    && let Some(uid) = crate::qemu_access::qemu_uid()
+                {
+                    crate::qemu_access::grant_path(
+                        &probe_dir.join("probe"),
+                        &self.env.private_roots(),
+                        uid,
+                    )?;
+                }
                 let choice = resolve_accel(&slot.host, &lv, &probe_dir);
                 let _ = std::fs::remove_dir_all(&probe_dir);
                 self.sink.event(&BuildEvent::Host {
@@ -561,22 +570,23 @@ impl TaskRunner for Runner<'_> {
 pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<BuildResult, BuildError> {
     let t0 = Instant::now();
     let prepare = |path: &PathBuf| -> Result<(), BuildError> {
-        std::fs::create_dir_all(path)
-            .and_then(|()| runners::make_reachable(path))
-            .map_err(|source| BuildError::Prepare {
-                path: path.clone(),
-                source,
-            })
+        runners::private_dir(path).map_err(|source| BuildError::Prepare {
+            path: path.clone(),
+            source,
+        })
     };
-    let cache_path = opts.cache.path().to_path_buf();
-    prepare(&cache_path)?;
+    // The layout, private (except Nova's own folders of a cache shared with Nova).
     opts.cache.create_dirs()?;
-    for dir in [opts.cache.artifacts_dir(), opts.cache.base_dir()] {
-        prepare(&dir)?;
-    }
     prepare(&opts.runs_dir)?;
     let run_dir = opts.runs_dir.join(&opts.run_id);
     prepare(&run_dir)?;
+    // Held until the build returns: `kiln cache prune` leaves a run folder alone while it is held.
+    let _run_lock = kiln_cache::maintain::RunLock::acquire(&run_dir)?;
+    // Secret answer media of runs killed before they could delete them.
+    runners::remove_secret_leftovers(&opts.runs_dir).map_err(|detail| BuildError::Prepare {
+        path: opts.runs_dir.clone(),
+        source: std::io::Error::other(detail),
+    })?;
 
     let clouds = opts.publish.clone().map(|s| Arc::new(Clouds::new(s)));
     let steps = if opts.publish_only {

@@ -1,7 +1,7 @@
 //! Runs one guest to a verdict: define, start, watch the console and the domain state, decide
 //! success only from evidence on the serial console, and always remove the domain.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -182,9 +182,9 @@ pub enum GuestError {
         source: DomainXmlError,
     },
     /// libvirt's QEMU user could not open a file (dynamic ownership needs every parent folder
-    /// to be searchable by others, so not under /root).
+    /// to be searchable by it; kiln grants that inside its cache and run folders only).
     #[error(
-        "step `{step}`: `{path}` is not reachable by libvirt's qemu user: folder `{folder}` is not searchable by others (use /var/lib/kiln or /tmp)"
+        "step `{step}`: `{path}` is not reachable by libvirt's qemu user: folder `{folder}` is not searchable by it; help: put the cache under a folder others can search (e.g. /var/lib/kiln or /tmp), not under /root"
     )]
     Unreachable {
         /// Step.
@@ -395,7 +395,7 @@ pub fn run_guest(
         step: step.clone(),
         source,
     })?;
-    if hv.uri() == "qemu:///system" {
+    if crate::qemu_access::is_local_system(hv.uri()) {
         check_reachable(&spec.domain, &step)?;
     }
     let hv_err = |source| GuestError::Hypervisor {
@@ -660,15 +660,11 @@ pub fn run_guest(
 }
 
 /// With dynamic ownership libvirt chowns files to its QEMU user but leaves the folders alone: every
-/// parent folder must be searchable by others.
+/// parent folder must be searchable by that user (by an ACL entry kiln gave it, or by others' `x`).
 fn check_reachable(spec: &DomainSpec, step: &str) -> Result<(), GuestError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let mut files: Vec<&Path> = vec![spec.serial_log.as_path()];
-    files.extend(spec.root_disk.as_ref().map(|d| d.path.as_path()));
-    files.extend(spec.installer_iso.as_deref());
-    files.extend(spec.drivers_iso.as_deref());
-    files.extend(spec.extra_media.iter().map(|m| m.path.as_path()));
-    for file in files {
+    let uid = crate::qemu_access::qemu_uid();
+    for file in crate::qemu_access::spec_files(spec) {
         for folder in file.ancestors().skip(1) {
             if folder.as_os_str().is_empty() {
                 continue;
@@ -676,10 +672,14 @@ fn check_reachable(spec: &DomainSpec, step: &str) -> Result<(), GuestError> {
             let Ok(meta) = std::fs::metadata(folder) else {
                 continue;
             };
-            if meta.permissions().mode() & 0o001 == 0 {
+            let searchable = match uid {
+                Some(uid) => kiln_cache::private::can_search(folder, uid).unwrap_or(false),
+                None => meta.permissions().mode() & 0o001 != 0,
+            };
+            if !searchable {
                 return Err(GuestError::Unreachable {
                     step: step.to_owned(),
-                    path: file.to_owned(),
+                    path: file.clone(),
                     folder: folder.to_owned(),
                 });
             }

@@ -14,6 +14,7 @@ mod host;
 mod hypervisor;
 mod libvirt;
 mod printable;
+mod qemu_access;
 mod qemu_img;
 pub mod runners;
 pub mod scheduler;

@@ -88,3 +88,66 @@ fn cache_commands_list_verify_and_prune_a_real_cache() {
     let bad = kiln(&dir, &["prune", "--max-age", "3y"]);
     assert_eq!(bad.status.code(), Some(2), "a bad age is a usage error");
 }
+
+fn qcow2_entry(store: &ArtifactStore, n: u8, backing: Option<&std::path::Path>) -> ArtifactKey {
+    let key = ArtifactKey::from_bytes([n; 32]);
+    store
+        .get_or_build(&key, Default::default(), |s| {
+            let mut cmd = Command::new("qemu-img");
+            cmd.args(["create", "-q", "-f", "qcow2"]);
+            if let Some(b) = backing {
+                cmd.arg("-b").arg(b).args(["-F", "qcow2"]);
+            }
+            cmd.arg(s.path("disk.qcow2"));
+            if backing.is_none() {
+                cmd.arg("1M");
+            }
+            let status = cmd.status()?;
+            assert!(status.success());
+            Ok::<(), std::io::Error>(())
+        })
+        .unwrap();
+    key
+}
+
+#[test]
+fn verify_names_a_dangling_overlay_and_prune_says_which_base_it_keeps() {
+    // The user must see why a chain is broken, and why an old entry was not pruned.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let store = ArtifactStore::new(CacheRoot::new(&dir));
+    let base = qcow2_entry(&store, 1, None);
+    let base_disk = store.entry_dir(&base).join("disk.qcow2");
+    let overlay = qcow2_entry(&store, 2, Some(&base_disk));
+    // The base was used long ago, the overlay is fresh.
+    let record = store.entry_dir(&base).join("record.json");
+    let mut rec: serde_json::Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+    rec["last_used"] = 1.into();
+    fs::write(&record, serde_json::to_vec(&rec).unwrap()).unwrap();
+
+    let prune = kiln(&dir, &["prune", "--max-age", "1d"]);
+    assert_eq!(prune.status.code(), Some(0));
+    let text = stdout(&prune);
+    assert!(
+        text.contains(&format!(
+            "kept {} (the base of {}, which remains)",
+            store.entry_dir(&base).display(),
+            &overlay.to_hex()[..12]
+        )),
+        "{text}"
+    );
+    assert!(base_disk.exists());
+
+    fs::remove_dir_all(store.entry_dir(&base)).unwrap();
+    let verify = kiln(&dir, &["verify"]);
+    assert_eq!(verify.status.code(), Some(5));
+    let text = stdout(&verify);
+    assert!(
+        text.contains(&format!(
+            "DANGLING `disk.qcow2`: its backing file `{}` is gone",
+            base_disk.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("1 corrupt, missing or broken"), "{text}");
+}

@@ -25,7 +25,6 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     let (base, base_format) = cx.disk("disk")?;
     let disk = staging.path("disk.qcow2");
     overlay(cx, base, base_format, &disk, p.grow_to_bytes)?;
-    super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     // Users with passwords: the cached seed holds placeholders; the seed with the hashes is
     // written now and removed when `secret_seed` drops, whatever the outcome.
     let cached_seed = cx.input("seed")?.to_owned();

@@ -139,6 +139,11 @@ impl<'c, 'a> GuestStep<'c, 'a> {
             spec.timeout,
             d.serial_log.display()
         ));
+        if crate::qemu_access::is_local_system(self.host.hv.uri()) {
+            let roots = self.cx.env.private_roots();
+            crate::qemu_access::grant(&spec.domain, &roots)
+                .or_else(|e| super::fail(format!("step `{}`: {e}", self.cx.step.id)))?;
+        }
         let outcome = run_guest(self.host.hv.as_ref(), spec, &self.cx.env.cancel)?;
         let t = &outcome.timings;
         self.cx.log.line(format_args!(

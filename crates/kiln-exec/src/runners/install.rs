@@ -81,7 +81,6 @@ pub(super) fn run(cx: &StepCx<'_>, staging: &mut Staging) -> Result<(), RunError
     }
     let disk = staging.path(&format!("disk.{}", format.as_str()));
     super::copy_sparse(blank, &disk)?;
-    super::make_reachable(staging.dir()).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let source = cx.input("source")?.to_owned();
     // A preseed or kickstart with a root password: the cached answer holds a placeholder; the
     // answer with the hash is written now and removed when `secret_answer` drops.

@@ -38,6 +38,7 @@ use kiln_syntax::model::{Firmware as PlanFirmware, MachineType};
 
 pub use media::{Mkisofs, build_iso};
 pub use seed::user_data;
+pub use windows_media::remove_leftovers as remove_secret_leftovers;
 
 /// Why a runner stopped.
 #[derive(Debug)]
@@ -103,6 +104,15 @@ pub struct Env {
     pub clouds: Option<Arc<publish::Clouds>>,
 }
 
+impl Env {
+    /// kiln's own folders, from which QEMU's user is given search down to a guest's files: the
+    /// cache root and the folder of run folders.
+    pub(crate) fn private_roots(&self) -> [PathBuf; 2] {
+        let runs = self.run_dir.parent().unwrap_or(&self.run_dir).to_owned();
+        [self.base.root().path().to_owned(), runs]
+    }
+}
+
 /// One step's context.
 pub struct StepCx<'a> {
     /// The step.
@@ -158,12 +168,10 @@ impl StepCx<'_> {
         file_stem(self.step.id.as_str())
     }
 
-    /// A scratch folder for this step in the run folder (made reachable for libvirt's QEMU user).
+    /// A scratch folder (`0700`) for this step in the run folder.
     pub(crate) fn scratch(&self) -> Result<PathBuf, RunError> {
         let dir = self.env.run_dir.join(format!("{}.work", self.file_stem()));
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| make_reachable(&dir))
-            .or_else(|e| fail(format!("creating `{}`: {e}", dir.display())))?;
+        private_dir(&dir).or_else(|e| fail(format!("creating `{}`: {e}", dir.display())))?;
         Ok(dir)
     }
 
@@ -246,7 +254,17 @@ impl StepLog {
     /// Opens (creates) the log at `path`.
     #[must_use]
     pub fn create(path: PathBuf) -> Self {
-        let file = File::create(&path).ok();
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(kiln_cache::private::FILE_MODE)
+                .open(&path)
+                .ok()
+        };
+        let _ = kiln_cache::private::private_file(&path);
         Self {
             path,
             file: Mutex::new(file),
@@ -298,10 +316,10 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// Gives a folder mode 0755 so libvirt's QEMU user can reach files in it.
-pub(crate) fn make_reachable(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+/// Creates `dir` with mode `0700`; a guest step gives libvirt's QEMU user search on it by ACL
+/// before its guest starts (see `crate::qemu_access`).
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    kiln_cache::private::private_dir(dir)
 }
 
 /// The file in an artifact folder holding output `artifact`: named `artifact` or `artifact.<ext>`.

@@ -8,6 +8,10 @@
 //! when the install ends, however it ends. They are never committed to the artifact store; the
 //! cached `answer-media` artifact is the same render with placeholders. Logs and events name the
 //! secrets, never their values.
+//!
+//! A hard kill (SIGKILL, power loss) runs no destructor: the ISO and the rendered folder would stay
+//! in the dead run's scratch folder. Every build therefore starts with [`remove_leftovers`], which
+//! deletes them from every run folder whose build is over (its run lock is free).
 
 use std::fs;
 use std::io::Write as _;
@@ -135,7 +139,7 @@ pub(crate) fn prepare(
                 step.id
             ))
         })?;
-    let dir = scratch.join("answer-media");
+    let dir = scratch.join(DIR_NAME);
     let _ = fs::remove_dir_all(&dir);
     let _remove = RemoveDir(dir.clone());
     write_files(&dir, &media.files).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
@@ -159,7 +163,7 @@ pub(crate) fn prepare(
             ))
         })?;
     }
-    let iso = scratch.join("answer-media.iso");
+    let iso = scratch.join(ISO_NAME);
     let guard = SecretMedia::create(iso.clone())?;
     build_iso(&cx.env.mkisofs, &dir, label(), &iso)?;
     cx.log.line(format_args!(
@@ -180,6 +184,54 @@ pub(crate) fn prepare(
         }
     ));
     Ok(guard)
+}
+
+/// Names of the secret media in a step's scratch folder.
+const ISO_NAME: &str = "answer-media.iso";
+const DIR_NAME: &str = "answer-media";
+/// What a guest step's scratch folder may hold with secrets in it, removed once its run is over
+/// (a hard kill runs no destructor): Windows answer media, Linux seeds and answers with password
+/// hashes (runners/seed.rs, runners/linux_answer.rs) and the initrd a preseed was appended to.
+const SECRET_LEFTOVERS: &[&str] = &[
+    ISO_NAME,
+    DIR_NAME,
+    "seed-secret.iso",
+    "seed-secret",
+    "answer-secret.cpio.gz",
+    "answer-secret.iso",
+    "answer-secret",
+    "initrd",
+];
+
+/// Removes secret answer media left in the scratch folders (`<run>/<step>.work/`) of runs whose
+/// build is over; returns what it removed. A run in progress holds its lock and is left alone.
+pub fn remove_leftovers(runs_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let idle = kiln_cache::maintain::idle_runs(runs_dir).map_err(|e| super::error_chain(&e))?;
+    let mut removed = Vec::new();
+    for (run, _lock) in idle {
+        let Ok(rd) = fs::read_dir(&run) else { continue };
+        for scratch in rd.flatten() {
+            let is_work = scratch.file_name().to_string_lossy().ends_with(".work")
+                && scratch.file_type().is_ok_and(|t| t.is_dir());
+            if !is_work {
+                continue;
+            }
+            for name in SECRET_LEFTOVERS {
+                let path = scratch.path().join(name);
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                let removal = if meta.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                removal.map_err(|e| format!("removing `{}`: {e}", path.display()))?;
+                removed.push(path);
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The volume label of Windows answer media (Setup reads any removable root; the label is kiln's).
@@ -219,6 +271,50 @@ mod tests {
         assert_eq!(
             fs::read(dir.join("kiln/kiln-media.txt")).unwrap(),
             b"marker"
+        );
+    }
+
+    #[test]
+    fn secret_media_left_by_a_killed_run_are_removed_but_a_live_runs_are_not() {
+        // SIGKILL runs no destructor: the next build must delete the dead run's password-bearing ISO.
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("runs");
+        let plant = |run: &str| {
+            let work = runs.join(run).join("win.install.work");
+            fs::create_dir_all(work.join(DIR_NAME)).unwrap();
+            fs::write(work.join(ISO_NAME), b"password").unwrap();
+            fs::write(work.join(DIR_NAME).join("autounattend.xml"), b"password").unwrap();
+            fs::write(work.join("nvram.fd"), b"").unwrap();
+            // A Linux customize's seed with password hashes.
+            let linux = runs.join(run).join("deb.customize.work");
+            fs::create_dir_all(linux.join("seed-secret")).unwrap();
+            fs::write(linux.join("seed-secret.iso"), b"$6$hash").unwrap();
+            work
+        };
+        let dead = plant("r1-killed");
+        let live = plant("r2-running");
+        let held = kiln_cache::maintain::RunLock::acquire(&runs.join("r2-running")).unwrap();
+        let removed = remove_leftovers(&runs).unwrap();
+        let dead_linux = dead.with_file_name("deb.customize.work");
+        let mut expected = vec![
+            dead.join(ISO_NAME),
+            dead.join(DIR_NAME),
+            dead_linux.join("seed-secret.iso"),
+            dead_linux.join("seed-secret"),
+        ];
+        let mut removed = removed;
+        expected.sort();
+        removed.sort();
+        assert_eq!(removed, expected);
+        assert!(!dead.join(ISO_NAME).exists() && !dead.join(DIR_NAME).exists());
+        assert!(dead.join("nvram.fd").exists(), "only the secret media go");
+        assert!(live.join(ISO_NAME).exists() && live.join(DIR_NAME).exists());
+        drop(held);
+        assert_eq!(remove_leftovers(&runs).unwrap().len(), 4);
+        assert!(
+            remove_leftovers(&tmp.path().join("none"))
+                .unwrap()
+                .is_empty()
         );
     }
 

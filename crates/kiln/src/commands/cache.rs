@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use kiln_cache::chain::RefKind;
 use kiln_cache::maintain::{EntryKind, Listing, PruneReason, Verdict};
 use kiln_cache::{CacheRoot, PrunePolicy};
 
@@ -29,10 +30,12 @@ pub struct CacheArgs {
 pub enum CacheCommand {
     /// List entries (kind, name, size, last use, users, origin) and leftovers of killed writers.
     Ls,
-    /// Re-hash every entry and compare it with its record; exit 5 if one is corrupt or missing.
+    /// Re-hash every entry and compare it with its record, and check qcow2 backing chains; exit 5 if
+    /// one is corrupt, missing, has a damaged record or a dangling, foreign or changed base.
     Verify,
-    /// Remove leftovers, entries unused for longer than --max-age, then least recently used
-    /// entries until the cache fits --max-size.
+    /// Remove leftovers and damaged entries, entries unused for longer than --max-age, then least
+    /// recently used entries until the cache fits --max-size, and run folders older than --max-age.
+    /// A base stays while an overlay on it stays.
     Prune(PruneArgs),
 }
 
@@ -116,9 +119,13 @@ fn print_listing(root: &CacheRoot, listing: &Listing) {
                 human_size(e.disk_usage),
                 ago(now, e.last_used),
                 if users.is_empty() { "-" } else { &users },
-                e.origin
-                    .as_deref()
-                    .unwrap_or(if e.recorded { "-" } else { "(no kiln record)" }),
+                if e.damaged.is_some() {
+                    "(record unreadable; `kiln cache prune` removes it)"
+                } else {
+                    e.origin
+                        .as_deref()
+                        .unwrap_or(if e.recorded { "-" } else { "(no kiln record)" })
+                },
             );
         }
         println!(
@@ -142,10 +149,7 @@ fn print_listing(root: &CacheRoot, listing: &Listing) {
 
 fn verify(root: &CacheRoot, format: Format) -> Result<u8, kiln_cache::CacheError> {
     let results = kiln_cache::verify(root)?;
-    let bad = results
-        .iter()
-        .filter(|v| matches!(v.verdict, Verdict::Corrupt { .. } | Verdict::Missing { .. }))
-        .count();
+    let bad = results.iter().filter(|v| v.verdict.is_bad()).count();
     if format == Format::Json {
         json(&results);
     } else {
@@ -161,11 +165,36 @@ fn verify(root: &CacheRoot, format: Format) -> Result<u8, kiln_cache::CacheError
                     expected,
                     actual,
                 } => format!("CORRUPT `{file}`: expected {expected}, found {actual}"),
+                Verdict::BadRecord { reason } => {
+                    format!("DAMAGED record: {reason}; `kiln cache prune` removes the entry")
+                }
+                Verdict::BadHeader { file, reason } => {
+                    format!("BAD qcow2 header in `{file}`: {reason}")
+                }
+                Verdict::Dangling { file, kind, target } => format!(
+                    "DANGLING `{file}`: its {} `{}` is gone",
+                    ref_kind(*kind),
+                    target.display()
+                ),
+                Verdict::Foreign { file, kind, target } => format!(
+                    "FOREIGN `{file}`: its {} `{}` is not a file of a cache entry",
+                    ref_kind(*kind),
+                    target.display()
+                ),
+                Verdict::BaseChanged {
+                    file,
+                    target,
+                    expected,
+                    actual,
+                } => format!(
+                    "BASE CHANGED under `{file}`: `{}` was {expected} when the overlay was made, is {actual}",
+                    target.display()
+                ),
             };
             println!("{:<9} {}  {what}", kind(v.kind), v.name);
         }
         println!(
-            "{} entries checked, {bad} corrupt or missing",
+            "{} entries checked, {bad} corrupt, missing or broken",
             results.len()
         );
     }
@@ -202,6 +231,8 @@ fn prune(root: &CacheRoot, args: &PruneArgs, format: Format) -> Result<u8, kiln_
             PruneReason::Stray => "leftover of an interrupted writer",
             PruneReason::Age => "unused for longer than --max-age",
             PruneReason::Size => "least recently used, over --max-size",
+            PruneReason::Damaged => "its record cannot be read",
+            PruneReason::Run => "run folder unused for longer than --max-age",
         };
         println!(
             "{verb} {} ({}): {why}",
@@ -212,6 +243,15 @@ fn prune(root: &CacheRoot, args: &PruneArgs, format: Format) -> Result<u8, kiln_
     for b in &report.busy {
         println!("kept {} (in use by a running kiln)", b.display());
     }
+    for k in &report.kept {
+        let backs: Vec<&str> = k.backs.iter().map(|b| &b[..12]).collect();
+        println!(
+            "kept {} (the base of {}, which remain{})",
+            k.path.display(),
+            backs.join(", "),
+            if backs.len() == 1 { "s" } else { "" }
+        );
+    }
     println!(
         "{verb} {} items, {}; {} remain",
         report.removed.len(),
@@ -219,6 +259,13 @@ fn prune(root: &CacheRoot, args: &PruneArgs, format: Format) -> Result<u8, kiln_
         human_size(report.remaining)
     );
     Ok(exit_codes::SUCCESS)
+}
+
+fn ref_kind(k: RefKind) -> &'static str {
+    match k {
+        RefKind::Backing => "backing file",
+        RefKind::DataFile => "data file",
+    }
 }
 
 fn kind(k: EntryKind) -> &'static str {
