@@ -25,8 +25,8 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(120);
 /// no data for this long (the whole transfer has no time limit).
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub use crate::body::MAX_JSON_BODY;
 use crate::body::MAX_ERROR_BODY;
+pub use crate::body::MAX_JSON_BODY;
 
 /// A token is kept at most this long, whatever `expires_at` says (a far-future or absurd date
 /// means "valid for a long time", never an overflow).
