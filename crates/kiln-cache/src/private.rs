@@ -23,9 +23,16 @@ pub const DIR_MODE: u32 = 0o700;
 /// File mode.
 pub const FILE_MODE: u32 = 0o600;
 
-/// Creates `dir` (and missing parents) and sets its mode to `0700`, whatever the umask.
+/// Creates `dir` (and missing parents) and sets its mode to `0700`, whatever the umask. A folder
+/// that is already private is left as it is: a chmod would reset the ACL mask and take back the
+/// search right [`grant_traverse`] gave QEMU's user, under a guest another thread is starting.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)?;
+    let mode = fs::metadata(dir)?.mode() & 0o777;
+    // `0700`, or `0710` when the group bits show an ACL mask of search only.
+    if mode & !0o010 == DIR_MODE {
+        return Ok(());
+    }
     fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
 }
 
@@ -250,6 +257,26 @@ mod tests {
         // Idempotent.
         grant_traverse(&d, 4242).unwrap();
         assert_eq!(read_acl(&d, mode).unwrap().len(), 5);
+    }
+
+    // Parallel guests: one step's staging made `artifacts-v1` private again (chmod 0700) while
+    // another step's guest was starting, zeroing the ACL mask; libvirt then failed with
+    // "Cannot access storage file … (as uid:64055 …): Permission denied".
+    #[test]
+    fn making_a_granted_folder_private_again_keeps_the_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("p");
+        private_dir(&d).unwrap();
+        grant_traverse(&d, 4242).unwrap();
+        private_dir(&d).unwrap();
+        assert!(can_search(&d, 4242).unwrap());
+        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o710);
+        // A folder left open by an older kiln is still closed.
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&open).unwrap();
+        assert_eq!(fs::metadata(&open).unwrap().mode() & 0o777, 0o700);
     }
 
     #[test]
