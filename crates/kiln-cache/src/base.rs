@@ -151,7 +151,12 @@ pub struct BaseCache {
     qemu: QemuImg,
     memo: HashMemo,
     http: OnceLock<reqwest::blocking::Client>,
+    /// A download that receives nothing for this long fails ([`crate::stall::StallGuard`]).
+    stall: Duration,
 }
+
+/// How long a source download may receive nothing before it fails.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A source resolved to its id, ready to fetch.
 enum Resolved {
@@ -171,7 +176,15 @@ impl BaseCache {
             qemu,
             memo,
             http: OnceLock::new(),
+            stall: DEFAULT_STALL_TIMEOUT,
         }
+    }
+
+    /// The same cache with another stall timeout for source downloads.
+    #[must_use]
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Self {
+        self.stall = stall;
+        self
     }
 
     pub fn root(&self) -> &CacheRoot {
@@ -484,7 +497,9 @@ impl BaseCache {
                     });
                 }
                 let total = resp.content_length();
-                stream_to(resp, part, algos, origin, progress, total)?
+                // A server that stops sending mid-body must not hang the build forever.
+                let body = crate::stall::StallGuard::new(resp, self.stall);
+                stream_to(body, part, algos, origin, progress, total)?
             }
             Resolved::Stream(open) => {
                 let reader = open().map_err(|source| CacheError::Source {

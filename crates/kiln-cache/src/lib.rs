@@ -27,6 +27,7 @@ pub mod qemu_img;
 pub mod root;
 mod secret_key;
 pub mod source;
+pub mod stall;
 
 pub use artifact::{Artifact, ArtifactKey, ArtifactRecord, ArtifactSpec, ArtifactStore, Staging};
 pub use base::{BaseCache, BaseEntry, BaseRecord, FetchProgress, FetchRequest};

@@ -1,5 +1,6 @@
 //! A download that stops making progress fails instead of hanging: [`StallGuard`] reads the
-//! response on a helper thread and gives up when no data arrived for the stall timeout.
+//! response on a helper thread and gives up when no data arrived for the stall timeout. Used for
+//! source fetches into `_base` and for Glance downloads (kiln-glance).
 //!
 //! reqwest's own `read_timeout` needs a Tokio runtime on the reading thread, which its blocking
 //! client does not have (it panics), and its total `timeout` would cap the whole transfer. The

@@ -883,3 +883,38 @@ fn prune_leaves_a_live_writers_files_alone() {
     );
     assert!(!part.exists());
 }
+
+// A server that stopped sending mid-body used to hang `kiln build` for ever (no read timeout on
+// source downloads); now the download fails after the stall timeout and leaves no entry.
+#[test]
+fn a_source_download_that_stalls_fails_and_leaves_no_entry() {
+    let server = Server::start();
+    let body = noise(300_000, 11);
+    let url = server.route_with("/stall.iso", body, Some(64 * 1024), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let root = CacheRoot::new(dir.path());
+    let cache = BaseCache::new(root.clone(), QemuImg::from_env())
+        .with_stall_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = cache
+        .ensure(FetchRequest::new(Source::Url(url.clone())))
+        .unwrap_err();
+    let waited = started.elapsed();
+    server.release();
+    assert!(err.to_string().contains("stall.iso"), "{err}");
+    let chain = {
+        let mut s = err.to_string();
+        let mut src = std::error::Error::source(&err);
+        while let Some(e) = src {
+            s.push_str(&format!(": {e}"));
+            src = e.source();
+        }
+        s
+    };
+    assert!(chain.contains("no data for 1 s"), "{chain}");
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    let left: Vec<_> = fs::read_dir(root.base_dir())
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "no entry and no .part: {left:?}");
+}

@@ -23,7 +23,8 @@ pub mod keystone;
 pub mod marker;
 pub mod publish;
 pub mod secret;
-pub mod stall;
+/// Moved to kiln-cache, which fetches sources with it too.
+pub use kiln_cache::stall;
 mod time;
 pub mod tool;
 mod yaml;
