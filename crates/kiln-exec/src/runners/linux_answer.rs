@@ -57,16 +57,7 @@ pub(crate) fn prepare(
     scratch: &Path,
 ) -> Result<SecretMedia, RunError> {
     let step = cx.step;
-    let mut secrets = Vec::new();
-    for use_ in &step.exec.secrets {
-        let value = use_.reference.resolve().or_else(|e| {
-            fail(format!(
-                "step `{}`: secret `{}` ({}): {e}",
-                step.id, use_.role, use_.identity
-            ))
-        })?;
-        secrets.push((use_.role.as_str(), value));
-    }
+    let secrets = super::resolve_secrets(step)?;
     let hashed = |text: Vec<u8>| -> Result<Vec<u8>, RunError> {
         let text = String::from_utf8(text)
             .or_else(|_| fail(format!("step `{}`: the answer file is not UTF-8", step.id)))?;
@@ -124,12 +115,7 @@ pub(crate) fn prepare(
     };
     cx.log.line(format_args!(
         "answer with password hashes (SHA-512 crypt) for {}; deleted after the install",
-        step.exec
-            .secrets
-            .iter()
-            .map(|s| format!("{} from {}", s.role, s.identity))
-            .collect::<Vec<_>>()
-            .join(", ")
+        super::secret_sources(step)
     ));
     Ok(media)
 }

@@ -305,6 +305,35 @@ pub fn file_stem(id: &str) -> String {
         .collect()
 }
 
+/// The values of the step's secrets, resolved from their references (`env:`/`file:`), by role.
+pub(crate) fn resolve_secrets(
+    step: &Step,
+) -> Result<Vec<(&str, kiln_syntax::SecretValue)>, RunError> {
+    step.exec
+        .secrets
+        .iter()
+        .map(|use_| {
+            let value = use_.reference.resolve().or_else(|e| {
+                fail(format!(
+                    "step `{}`: secret `{}` ({}): {e}",
+                    step.id, use_.role, use_.identity
+                ))
+            })?;
+            Ok((use_.role.as_str(), value))
+        })
+        .collect()
+}
+
+/// `role from identity, …` of the step's secrets, for its log (never a value).
+pub(crate) fn secret_sources(step: &Step) -> String {
+    step.exec
+        .secrets
+        .iter()
+        .map(|s| format!("{} from {}", s.role, s.identity))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An error and its whole `source()` chain, `: `-separated, so the OS's reason reaches the user.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();

@@ -134,16 +134,7 @@ pub(crate) fn secret_seed(
         ))
     })?;
     let meta = read("meta-data")?;
-    let mut secrets = Vec::new();
-    for use_ in &step.exec.secrets {
-        let value = use_.reference.resolve().or_else(|e| {
-            fail(format!(
-                "step `{}`: secret `{}` ({}): {e}",
-                step.id, use_.role, use_.identity
-            ))
-        })?;
-        secrets.push((use_.role.as_str(), value));
-    }
+    let secrets = super::resolve_secrets(step)?;
     let user_data = with_secret_hashes(&user_data, &secrets)
         .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
     let dir = scratch.join("seed-secret");
@@ -166,12 +157,7 @@ pub(crate) fn secret_seed(
     build_iso(&cx.env.mkisofs, &dir, "cidata", guard.iso())?;
     cx.log.line(format_args!(
         "seed with password hashes (SHA-512 crypt) for {}; deleted after the step",
-        step.exec
-            .secrets
-            .iter()
-            .map(|s| format!("{} from {}", s.role, s.identity))
-            .collect::<Vec<_>>()
-            .join(", ")
+        super::secret_sources(step)
     ));
     Ok(guard)
 }

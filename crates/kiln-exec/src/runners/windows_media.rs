@@ -121,15 +121,8 @@ pub(crate) fn prepare(
     let step = cx.step;
     let image = image(step, w)?;
     let mut secrets = Secrets::new();
-    for use_ in &step.exec.secrets {
-        let value = use_.reference.resolve().or_else(|e| {
-            fail(format!(
-                "step `{}`: secret `{}` ({}): {e}",
-                step.id, use_.role, use_.identity
-            ))
-        })?;
-        let name = SecretRef::new(use_.role.as_str())
-            .or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
+    for (role, value) in super::resolve_secrets(step)? {
+        let name = SecretRef::new(role).or_else(|e| fail(format!("step `{}`: {e}", step.id)))?;
         secrets.insert(&name, SecretValue::new(value.expose()));
     }
     let media =
