@@ -8,6 +8,7 @@
 mod decode;
 pub mod diagnostic;
 pub mod format;
+mod fs;
 pub mod limits;
 mod load;
 pub mod model;

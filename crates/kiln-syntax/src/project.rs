@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::load::{FileSystem, normalize};
+use crate::fs::{FileSystem, normalize};
 
 /// The folder local paths must stay in, absolute and normalized.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,10 @@
 //! ~1,000 entries) and keeps a hostile image to tens of MiB of memory and well under a second.
 
 use crate::error::IsoError;
-use crate::iso9660::malformed;
+
+fn malformed(reason: String) -> IsoError {
+    IsoError::Malformed { reason }
+}
 
 /// Directories deeper than this are not followed (ISO 9660 allows 8, Rock Ridge more).
 pub(crate) const MAX_DEPTH: usize = 32;

@@ -194,7 +194,22 @@ pub fn prune_at(
     report.remaining = remaining;
 
     if let Some(cutoff) = cutoff {
-        runs::prune_runs(&root.runs_dir(), cutoff, policy.dry_run, &mut report)?;
+        let (stale, busy) = runs::stale_runs(&root.runs_dir(), cutoff)?;
+        report.busy.extend(busy);
+        for run in stale {
+            if !policy.dry_run {
+                remove_path(&run.dir)?;
+            }
+            report.removed.push(Pruned {
+                name: run
+                    .dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned()),
+                disk_usage: run.disk_usage,
+                path: run.dir.clone(),
+                reason: PruneReason::Run,
+            });
+        }
     }
     Ok(report)
 }

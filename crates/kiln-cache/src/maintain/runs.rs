@@ -8,7 +8,6 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::prune::{PruneReason, PruneReport, Pruned, remove_path};
 use crate::error::{CacheError, IoContext};
 use crate::lock::EntryLock;
 
@@ -64,16 +63,23 @@ fn usage(dir: &Path) -> u64 {
     total
 }
 
-/// Removes run folders under `runs` whose last activity is before `cutoff` and whose build is over.
-pub(super) fn prune_runs(
+/// A run folder whose build is over and in which nothing changed before the cutoff; its lock is
+/// held until this is dropped, so no build can claim it while prune removes it.
+pub(super) struct StaleRun {
+    pub dir: PathBuf,
+    pub disk_usage: u64,
+    _lock: EntryLock,
+}
+
+/// The run folders under `runs` whose last activity is before `cutoff` and whose build is over,
+/// and the old ones whose build still holds its lock (busy).
+pub(super) fn stale_runs(
     runs: &Path,
     cutoff: u64,
-    dry_run: bool,
-    report: &mut PruneReport,
-) -> Result<(), CacheError> {
+) -> Result<(Vec<StaleRun>, Vec<PathBuf>), CacheError> {
     let rd = match fs::read_dir(runs) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(e).at(runs),
     };
     let mut dirs: Vec<PathBuf> = Vec::new();
@@ -84,26 +90,21 @@ pub(super) fn prune_runs(
         }
     }
     dirs.sort();
+    let (mut stale, mut busy) = (Vec::new(), Vec::new());
     for dir in dirs {
         if last_activity(&dir) >= cutoff {
             continue;
         }
-        let Some(_lock) = EntryLock::try_acquire(&dir.join(RUN_LOCK_FILE))? else {
-            report.busy.push(dir);
-            continue;
-        };
-        let disk_usage = usage(&dir);
-        if !dry_run {
-            remove_path(&dir)?;
+        match EntryLock::try_acquire(&dir.join(RUN_LOCK_FILE))? {
+            Some(lock) => stale.push(StaleRun {
+                disk_usage: usage(&dir),
+                dir,
+                _lock: lock,
+            }),
+            None => busy.push(dir),
         }
-        report.removed.push(Pruned {
-            name: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
-            path: dir,
-            disk_usage,
-            reason: PruneReason::Run,
-        });
     }
-    Ok(())
+    Ok((stale, busy))
 }
 
 /// Run folders under `runs` whose build is over (dead or finished), each returned with its lock
