@@ -11,10 +11,8 @@
 //! form, `acl_ea_header` + `acl_ea_entry`, little endian), as `setfacl -m u:<uid>:x` would write it;
 //! see `docs/decisions/private-cache.md`.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
@@ -61,21 +59,10 @@ struct Entry {
 
 /// The access ACL of `path` (the one derived from its mode when it has none).
 fn read_acl(path: &Path, mode: u32) -> io::Result<Vec<Entry>> {
-    let c = cpath(path)?;
-    let name = CString::new(XATTR).expect("no NUL");
     let mut buf = vec![0u8; 4 + 8 * 64];
-    // SAFETY: `c` and `name` are NUL-terminated; `buf` is valid for `buf.len()` bytes.
-    let n = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENODATA) {
+    let n = match rustix::fs::getxattr(path, XATTR, &mut buf) {
+        Ok(n) => n,
+        Err(e) if e == rustix::io::Errno::NODATA => {
             let bits = |shift: u32| ((mode >> shift) & 0o7) as u16;
             return Ok(vec![
                 Entry {
@@ -95,9 +82,9 @@ fn read_acl(path: &Path, mode: u32) -> io::Result<Vec<Entry>> {
                 },
             ]);
         }
-        return Err(e);
-    }
-    parse_acl(&buf[..n as usize])
+        Err(e) => return Err(e.into()),
+    };
+    parse_acl(&buf[..n])
 }
 
 fn parse_acl(b: &[u8]) -> io::Result<Vec<Entry>> {
@@ -182,27 +169,8 @@ pub fn grant_traverse(dir: &Path, uid: u32) -> io::Result<()> {
     let meta = fs::metadata(dir)?;
     let acl = with_search(read_acl(dir, meta.mode())?, uid);
     let bytes = encode_acl(&acl);
-    let c = cpath(dir)?;
-    let name = CString::new(XATTR).expect("no NUL");
-    // SAFETY: `c` and `name` are NUL-terminated; `bytes` is valid for its length.
-    let rc = unsafe {
-        libc::setxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::fs::setxattr(dir, XATTR, &bytes, rustix::fs::XattrFlags::empty())?;
     Ok(())
-}
-
-fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
 #[cfg(test)]
@@ -283,15 +251,13 @@ mod tests {
     fn modes_are_private_whatever_the_umask() {
         // A umask of 0 must not leave a world-readable cache.
         let dir = tempfile::tempdir().unwrap();
-        // SAFETY: umask only changes this process's file creation mask.
-        let old = unsafe { libc::umask(0) };
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
         let d = dir.path().join("a/b");
         private_dir(&d).unwrap();
         let f = d.join("f");
         fs::write(&f, b"x").unwrap();
         private_file(&f).unwrap();
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
+        rustix::process::umask(old);
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
         assert_eq!(fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
     }

@@ -251,8 +251,7 @@ pub fn find_config_as(start: &Path, uid: u32) -> ConfigSearch {
 /// The effective user id of this process.
 #[must_use]
 pub fn current_uid() -> u32 {
-    // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Why kiln refuses a libvirt URI: `(message, help)`, or `None` for a URI kiln may connect to.

@@ -89,11 +89,9 @@ fn a_real_build_leaves_a_cache_only_kiln_and_qemu_can_reach_and_no_other_user_ca
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     // A permissive umask must not matter.
-    // SAFETY: umask only changes this test process's file creation mask.
-    let old = unsafe { libc::umask(0o000) };
+    let old = rustix::process::umask(rustix::fs::Mode::empty());
     let result = common::build_tcg(&file, &cache, &run);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
+    rustix::process::umask(old);
     assert_eq!(result.exit_code(), 0, "{:?}", result.failures());
     assert_eq!(result.guests_run, 1, "the guest ran under qemu:///system");
     assert!(
